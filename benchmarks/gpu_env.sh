@@ -1,0 +1,6 @@
+# Source this on the offline CUDA machine (see ../shared/gpu/README.md): installs the carried wheels (.whl/) and
+# this checkout, then sets gsplat's JIT build variables.  Usage:  source benchmarks/gpu_env.sh
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
+export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . || return 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

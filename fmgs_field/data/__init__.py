@@ -1,0 +1,1 @@
+"""Datamanager that attaches cached teacher feature maps to full-image batches."""

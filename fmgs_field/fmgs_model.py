@@ -1,0 +1,210 @@
+"""fmgs model: Gaussian splatting plus the FMGS language field, rendered as N-channel feature maps.
+
+Subclasses the project's splatfacto model (:class:`vlm_instruct_gs.vlm_fastgs_model.VLMFastGSModel`, a
+``SplatfactoModel`` with a CPU rendering path) the way lerf:lerf/lerf.py subclasses Nerfacto, and follows FMGS's
+schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``):
+
+- Until ``feature_start_step`` (FMGS: 30k) it is plain Gaussian splatting.
+- From then on every training step also renders a feature map. The field is queried at the Gaussian means and its
+  CLIP (512) and DINO (384) outputs are alpha-composited as 896 channels at ``feature_resolution`` (FMGS:
+  ``--fmap_resolution 2``, half size) with the Gaussians detached, so feature losses never move them. The RGB losses
+  are dropped too (``rgb_loss_during_features=False``), which freezes the Gaussians as FMGS's stage 2 does.
+- Loss (:func:`fmgs_field.losses.feature_loss_dict`): rendered maps and the CLIP target are resized to the DINO
+  target's resolution, as in ``train.py``. The CLIP weight is ``0.2 * clip_loss_weight`` for the first 20 feature
+  steps; the pixel-alignment term starts ``pixel_alignment_after`` feature steps in (README stage 3 at 32.5k).
+- In eval mode, with positives set on the CLIP teacher (the viewer's "FMGS Positives" field), outputs include
+  ``relevancy_{i}`` [H, W, 1] and ``composited_{i}`` [H, W, 3] as LERF's; training never computes relevancy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Type
+
+import torch
+import torch.nn.functional as F
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.models.splatfacto import get_viewmat
+from nerfstudio.utils.colormaps import ColormapOptions, apply_colormap
+from torch import Tensor
+from torch.nn import Parameter
+
+from fmgs_field.field import FMGSFieldConfig, FMGSFieldHeadNames
+from fmgs_field.losses import CLIP_LOSS_WEIGHT, PIXEL_ALIGNMENT_WEIGHT, feature_loss_dict
+from fmgs_field.teachers.base import resize_feature_map
+from fmgs_field.teachers.clip_teacher import CLIPTeacher
+from vlm_instruct_gs.rendering import rasterize
+from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModel, VLMFastGSModelConfig
+
+
+@dataclass
+class FMGSModelConfig(VLMFastGSModelConfig):
+    """fmgs model: the splatting model's fields plus the language field and its schedule."""
+
+    _target: Type = field(default_factory=lambda: FMGSModel)
+    fmgs_field: FMGSFieldConfig = field(default_factory=FMGSFieldConfig)
+    """Hash-grid language field (grids, heads)."""
+    feature_start_step: int = 30000
+    """Step from which feature maps are rendered and distilled (FMGS trains 3DGS alone for 30k steps first)."""
+    rgb_loss_during_features: bool = False
+    """Keep the RGB losses, and so Gaussian updates, after feature_start_step (FMGS freezes the Gaussians)."""
+    feature_resolution: float = 0.5
+    """Feature maps are rendered at this fraction of the RGB render's width and height."""
+    clip_loss_weight: float = CLIP_LOSS_WEIGHT
+    """l in (1 - l) * DINO + l * CLIP."""
+    clip_warmup_steps: int = 20
+    """Feature steps at the start that use 0.2 * clip_loss_weight (FMGS train.py)."""
+    pixel_alignment_weight: float = PIXEL_ALIGNMENT_WEIGHT
+    """Weight of the pixel-alignment loss (0 disables it)."""
+    pixel_alignment_after: int = 2500
+    """Feature steps before the pixel-alignment loss is switched on (FMGS README: stage 3 starts at 32.5k)."""
+    query_chunk_size: int = 1 << 18
+    """Gaussians per field evaluation outside autograd (bounds activation memory at render time)."""
+
+
+class FMGSModel(VLMFastGSModel):
+    """Splatting model with the FMGS language field. See the module docstring.
+
+    Args:
+        config (FMGSModelConfig): Model configuration.
+    """
+
+    config: FMGSModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        self.fmgs_field = self.config.fmgs_field.setup()
+        self.clip_teacher: Optional[CLIPTeacher] = None
+
+    def set_clip_teacher(self, teacher: CLIPTeacher) -> None:
+        """Attaches the CLIP teacher used for text queries (the pipeline passes the datamanager's).
+
+        Raises:
+            ValueError: The teacher's embedding size differs from the field's CLIP head.
+        """
+        if teacher.feature_dim != self.config.fmgs_field.clip_dim:
+            dim = self.config.fmgs_field.clip_dim
+            raise ValueError(f"CLIP teacher embeds in {teacher.feature_dim} dims, fmgs_field.clip_dim is {dim}")
+        self.clip_teacher = teacher
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        """Splatfacto's groups plus ``fmgs_field`` (hash grids and heads; no per-Gaussian tensors)."""
+        groups = super().get_param_groups()
+        groups["fmgs_field"] = list(self.fmgs_field.parameters())
+        return groups
+
+    def in_feature_phase(self) -> bool:
+        """Whether training has reached ``feature_start_step``."""
+        return self.step >= self.config.feature_start_step
+
+    def _gaussians_frozen(self) -> bool:
+        return self.training and self.in_feature_phase() and not self.config.rgb_loss_during_features
+
+    def step_post_backward(self, step) -> None:
+        """Skips densification while the Gaussians are frozen (no RGB loss, so no ``means2d`` gradient)."""
+        if self._gaussians_frozen():
+            return
+        super().step_post_backward(step)
+
+    def render_feature_maps(self, camera: Cameras) -> Dict[str, Tensor]:
+        """Renders the field's CLIP and DINO outputs with the Gaussians detached.
+
+        Args:
+            camera: One camera.
+
+        Returns:
+            ``{"fmgs_clip": [h, w, Dc], "fmgs_dino": [h, w, Dd], "fmgs_alpha": [h, w, 1]}`` at ``feature_resolution``
+            of the current RGB resolution; empty when no Gaussian is inside the crop box.
+        """
+        params = self._cropped_params()
+        if params is None:
+            return {}
+        if self.training:
+            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
+        else:
+            camera_to_world = camera.camera_to_worlds
+        scale = self.config.feature_resolution / self._get_downscale_factor()
+        K = camera.get_intrinsics_matrices().to(self.device).clone()
+        K[:, :2, :] *= scale  # fx, cx, fy, cy as Cameras.rescale_output_resolution does
+        width, height = int(camera.width.item() * scale), int(camera.height.item() * scale)
+        means = params["means"].detach()
+        chunk = None if torch.is_grad_enabled() else self.config.query_chunk_size
+        out = self.fmgs_field(means, chunk_size=chunk)
+        clip, dino = out[FMGSFieldHeadNames.CLIP], out[FMGSFieldHeadNames.DINO]
+        render, alpha, _ = rasterize(
+            means=means,
+            quats=params["quats"].detach(),
+            scales=torch.exp(params["scales"].detach()),
+            opacities=torch.sigmoid(params["opacities"].detach()).squeeze(-1),
+            colors=torch.cat([clip, dino], dim=-1),
+            viewmats=get_viewmat(camera_to_world.detach()).to(self.device),
+            Ks=K,
+            width=max(width, 1),
+            height=max(height, 1),
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode="RGB",
+            sh_degree=None,
+            rasterize_mode=self.config.rasterize_mode,
+        )
+        d_clip = clip.shape[-1]
+        return {"fmgs_clip": render[0, ..., :d_clip], "fmgs_dino": render[0, ..., d_clip:], "fmgs_alpha": alpha[0]}
+
+    def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:
+        """RGB outputs, plus feature maps when training in the feature phase and relevancy maps in eval."""
+        outputs = super().get_outputs(camera)
+        if self.training:
+            if self.in_feature_phase():
+                outputs.update(self.render_feature_maps(camera))
+            return outputs
+        teacher = self.clip_teacher
+        if teacher is None or not teacher.positives:
+            return outputs
+        features = self.render_feature_maps(camera)
+        if not features:
+            return outputs
+        rgb = outputs["rgb"]
+        rel = teacher.relevancy(features["fmgs_clip"])  # [h, w, P]
+        rel = resize_feature_map(rel, tuple(rgb.shape[:2]))
+        for i in range(rel.shape[-1]):
+            r = rel[..., i : i + 1]
+            outputs[f"relevancy_{i}"] = r
+            p = torch.clip(r - 0.5, 0, 1)
+            composited = apply_colormap(p / (p.max() + 1e-6), ColormapOptions("turbo"))
+            below = (r < 0.5).squeeze(-1)
+            composited[below] = rgb[below]
+            outputs[f"composited_{i}"] = composited
+        return outputs
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """Splatfacto's losses before ``feature_start_step``; from then on the weighted feature terms (and the RGB
+        terms only with ``rgb_loss_during_features``)."""
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if not (self.training and "fmgs_clip" in outputs and "fmgs_clip" in batch):
+            return loss_dict
+        feature_step = self.step - self.config.feature_start_step
+        clip_weight = self.config.clip_loss_weight * (0.2 if feature_step < self.config.clip_warmup_steps else 1.0)
+        align_weight = self.config.pixel_alignment_weight if feature_step >= self.config.pixel_alignment_after else 0.0
+        target_dino = batch["fmgs_dino"].to(self.device)
+        size = tuple(target_dino.shape[:2])
+        terms = feature_loss_dict(
+            resize_feature_map(outputs["fmgs_clip"], size),
+            resize_feature_map(outputs["fmgs_dino"], size),
+            resize_feature_map(batch["fmgs_clip"].to(self.device), size),
+            target_dino,
+            clip_weight=clip_weight,
+            alignment_weight=align_weight,
+        )
+        if self.config.rgb_loss_during_features:
+            loss_dict.update(terms)
+            return loss_dict
+        return terms
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        """Splatfacto's metrics plus, in the feature phase, the cosine between rendered and teacher CLIP features."""
+        metrics = super().get_metrics_dict(outputs, batch)
+        if "fmgs_clip" in outputs and "fmgs_clip" in batch:
+            target = batch["fmgs_clip"].to(self.device)
+            rendered = resize_feature_map(outputs["fmgs_clip"].detach(), tuple(target.shape[:2]))
+            metrics["clip_cosine"] = F.cosine_similarity(rendered, target, dim=-1).mean()
+        return metrics

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real scenes in ../shared/data (skipped when absent) and a tiny transforms.json scene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_scene(name: str) -> Path:
+    """Path of a real scene in ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not (path / "sparse" / "0").is_dir():
+        pytest.skip(f"real scene {path} is not available (../shared/data is only beside the project's own checkout)")
+    return path
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """OpenGL camera-to-world at ``eye`` looking at ``target`` (z up)."""
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    fwd = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(fwd, [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -fwd, eye
+    return c2w
+
+
+@pytest.fixture
+def transforms_scene(tmp_path: Path) -> Path:
+    """A nerfstudio transforms.json folder: 8 noise images (32x24) from a ring of cameras looking at the origin."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    frames = []
+    for i in range(8):
+        a = 2 * np.pi * i / 8
+        name = f"images/{i:03d}.png"
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / name)
+        frames.append({"file_path": name, "transform_matrix": look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]).tolist()})
+    meta = {"camera_model": "OPENCV", "fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 12.0, "w": 32, "h": 24,
+            "frames": frames}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    return tmp_path

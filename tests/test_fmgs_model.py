@@ -1,0 +1,122 @@
+"""The fmgs pipeline on CPU: teacher maps in batches, feature rendering, losses, relevancy outputs, registration."""
+
+import json
+
+import open_clip
+import pytest
+import torch
+from nerfstudio.engine.optimizers import Optimizers
+from nerfstudio.plugins.types import MethodSpecification
+
+from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
+from fmgs_field.field import FMGSFieldConfig
+from fmgs_field.fmgs_config import fmgs
+from fmgs_field.fmgs_model import FMGSModel, FMGSModelConfig
+from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
+from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
+from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+
+TINY_CLIP = "fmgs-model-test-tiny-clip"
+
+
+@pytest.fixture()
+def tiny_teachers(tmp_path):
+    cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    (tmp_path / f"{TINY_CLIP}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path)
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(TINY_CLIP).state_dict(), tmp_path / "clip.pt")
+    from transformers import ViTConfig, ViTModel
+
+    vit = ViTConfig(
+        hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, patch_size=8, image_size=32
+    )
+    ViTModel(vit, add_pooling_layer=False).save_pretrained(tmp_path / "dino")
+    clip = CLIPTeacherConfig(model_name=TINY_CLIP, pretrained=str(tmp_path / "clip.pt"), num_scales=2, min_tile=0.25)
+    dino = DINOTeacherConfig(backend="transformers", pretrained=str(tmp_path / "dino"), layer=-1, load_size=24)
+    return clip, dino
+
+
+def _pipeline(scene, tmp_path, clip, dino, feature_start_step=2):
+    field = FMGSFieldConfig(
+        grid_levels=(2, 2),
+        grid_resolutions=((4, 8), (8, 16)),
+        log2_hashmap_sizes=(10, 10),
+        features_per_level=4,
+        hidden_width=32,
+        clip_dim=16,
+        dino_dim=24,
+        implementation="torch",
+    )
+    config = FMGSPipelineConfig(
+        datamanager=FMGSDataManagerConfig(
+            dataparser=SceneDataParserConfig(data=scene, num_random_points=60),
+            clip=clip,
+            dino=dino,
+            feature_cache_dir=tmp_path / "cache",
+        ),
+        model=FMGSModelConfig(
+            fmgs_field=field, feature_start_step=feature_start_step, pixel_alignment_after=0, num_downscales=0
+        ),
+    )
+    return config.setup(device="cpu", test_mode="val")
+
+
+def test_pipeline_trains_features_and_answers_queries(transforms_scene, tmp_path, tiny_teachers):
+    pipeline = _pipeline(transforms_scene, tmp_path, *tiny_teachers)
+    model = pipeline.model
+    assert isinstance(model, FMGSModel) and model.clip_teacher is pipeline.datamanager.clip_teacher
+    assert "fmgs_field" in model.get_param_groups()
+    assert not any("clip_teacher" in k and "network" in k for k in model.state_dict())
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2 * 7  # 7 train images x (CLIP, DINO)
+
+    camera, batch = pipeline.datamanager.next_train(0)
+    assert batch["fmgs_clip"].shape[-1] == 16 and batch["fmgs_dino"].shape == (3, 4, 24)  # 24x32 -> 24x32 -> 3x4
+    model.train()
+    optimizers = Optimizers(fmgs.config.optimizers, model.get_param_groups())  # keys must cover every group
+    # before feature_start_step: plain splatting
+    model.step_cb(optimizers, 0)
+    outputs = model(camera)
+    assert "fmgs_clip" not in outputs and "main_loss" in model.get_loss_dict(outputs, batch)
+    # feature phase: half-resolution feature maps, feature losses only, Gaussians untouched by them
+    model.step_cb(optimizers, 2)
+    outputs = model(camera)
+    assert outputs["fmgs_clip"].shape == (12, 16, 16) and outputs["fmgs_dino"].shape == (12, 16, 24)
+    losses = model.get_loss_dict(outputs, batch)
+    assert set(losses) == {"clip_loss", "dino_loss", "pixel_alignment_loss"}
+    optimizers.zero_grad_all()
+    sum(losses.values()).backward()
+    assert model.gauss_params["means"].grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.fmgs_field.parameters())
+    means = model.gauss_params["means"].detach().clone()
+    field_before = [p.detach().clone() for p in model.fmgs_field.parameters()]
+    optimizers.optimizer_step_all()
+    assert torch.equal(model.gauss_params["means"], means)
+    assert any(not torch.equal(a, b) for a, b in zip(field_before, model.fmgs_field.parameters()))
+    assert "clip_cosine" in model.get_metrics_dict(outputs, batch)
+    model.step_post_backward(2)  # frozen Gaussians: no densification, no error without means2d gradients
+
+    # eval: relevancy only once a query is set
+    model.eval()
+    with torch.no_grad():
+        plain = model.get_outputs_for_camera(camera)
+        assert not any(k.startswith("relevancy") for k in plain)
+        model.clip_teacher.set_positives(["a mug", "a plate"])
+        queried = model.get_outputs_for_camera(camera)
+    for i in range(2):
+        assert queried[f"relevancy_{i}"].shape == (24, 32, 1)
+        assert queried[f"composited_{i}"].shape == (24, 32, 3)
+        assert ((queried[f"relevancy_{i}"] > 0) & (queried[f"relevancy_{i}"] < 1)).all()
+
+
+def test_method_registration():
+    assert isinstance(fmgs, MethodSpecification)
+    assert fmgs.config.method_name == "fmgs"
+    optimizers = fmgs.config.optimizers
+    assert {"means", "scales", "quats", "features_dc", "features_rest", "opacities", "fmgs_field"} <= set(optimizers)
+    assert optimizers["fmgs_field"]["optimizer"].max_norm == 1.0
+    assert fmgs.config.pipeline.model.feature_start_step == 30000 and fmgs.config.max_num_iterations == 34200

@@ -1,0 +1,150 @@
+"""cli.py (vlm-gs-guide) end to end: image evidence, the tiny Qwen3-VL, and one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlm_instruct_gs.guidance.cli import main
+
+H, W = 64, 96
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_torch_thread():
+    """The tiny model's matmuls are far faster on one thread than on oversubscribed busy cores; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from vlm_instruct_gs.testing.tiny_vlm import tokenizer_dir, write_tiny_vlm
+
+    try:
+        tokenizer_dir()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return write_tiny_vlm(tmp_path_factory.mktemp("tiny_qwen3_vl_cli"))
+
+
+@pytest.fixture()
+def scene(tmp_path):
+    """A red square (rows 16-48, cols 48-80) on a blue-grey background."""
+    img = np.zeros((H, W, 3), np.uint8)
+    img[...] = (40, 70, 150)
+    img[16:48, 48:80] = (230, 30, 30)
+    path = tmp_path / "render.png"
+    Image.fromarray(img).save(path)
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_image_evidence_subject_writes_background_mask(scene, tmp_path, capsys):
+    mask_path = tmp_path / "out" / "mask.png"
+    code, out, _ = run_cli(
+        capsys, "--phase", "subject", "--image", scene, "--source", "image-evidence", "--out-mask", mask_path
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["phase"] == "subject" and (result["height"], result["width"]) == (H, W)
+    assert len(result["boxes"]) == 1 and result["mask"] == str(mask_path)
+    x1, y1, x2, y2 = result["boxes"][0]["bbox_2d"]
+    assert abs(x1 - 500) < 40 and abs(y1 - 250) < 40 and abs(x2 - 833) < 40 and abs(y2 - 750) < 40
+    mask = np.array(Image.open(mask_path))
+    assert mask.shape == (H, W) and mask[32, 64] == 0 and mask[2, 2] == 255  # densify the background
+
+    code, _, _ = run_cli(
+        capsys,
+        "--phase",
+        "subject",
+        "--image",
+        scene,
+        "--source",
+        "image-evidence",
+        "--out-mask",
+        mask_path,
+        "--mask-boxes",
+    )
+    mask = np.array(Image.open(mask_path))
+    assert code == 0 and mask[32, 64] == 255 and mask[2, 2] == 0
+
+
+def test_image_evidence_artifacts_with_reference_and_error_map(scene, tmp_path, capsys):
+    reference = np.array(Image.open(scene))
+    reference[16:48, 48:80] = (40, 70, 150)  # the training view has no red square
+    ref_path = tmp_path / "reference.png"
+    Image.fromarray(reference).save(ref_path)
+    code, out, _ = run_cli(
+        capsys, "--phase", "artifacts", "--image", scene, "--source", "image-evidence", "--reference", ref_path
+    )
+    assert code == 0 and len(json.loads(out)["boxes"]) == 1
+
+    err = np.zeros((H, W), np.uint8)
+    err[0:16, 0:32] = 200
+    err_path = tmp_path / "err.png"
+    Image.fromarray(err).save(err_path)
+    code, out, _ = run_cli(
+        capsys, "--phase", "artifacts", "--image", scene, "--source", "image-evidence", "--error-map", err_path
+    )
+    boxes = json.loads(out)["boxes"]
+    assert code == 0 and len(boxes) == 1 and boxes[0]["bbox_2d"][0] < 40 and boxes[0]["bbox_2d"][3] < 300
+
+
+def test_tiny_vlm_end_to_end(scene, tiny_dir, tmp_path, capsys):
+    mask_path = tmp_path / "vlm_mask.png"
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("# my prompt\nBox the blurry parts as JSON.\n")
+    small = ["--max-new-tokens", "8", "--min-pixels", "1024", "--max-pixels", "4096", "--device", "cpu"]
+    code, out, _ = run_cli(
+        capsys,
+        "--phase",
+        "detail",
+        "--image",
+        scene,
+        "--model",
+        tiny_dir,
+        "--out-mask",
+        mask_path,
+        "--prompt-file",
+        prompt,
+        *small,
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["source"] == "vlm" and isinstance(result["answer"], str) and isinstance(result["boxes"], list)
+    assert np.array(Image.open(mask_path)).shape == (H, W)
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--image", "MISSING.png"], "image not found"),
+        (["--model", "/nonexistent/qwen3-vl"], "VLMBackendConfig.model_path='/nonexistent/qwen3-vl'"),
+        (["--prompt-file", "missing_prompt.txt"], "prompt file not found"),
+        (["--source", "image-evidence", "--reference", "missing_ref.png"], "reference image not found"),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(scene, capsys, extra, needle):
+    argv = ["--phase", "artifacts", "--image", scene, "--model", "/nonexistent/qwen3-vl"]
+    if "--image" in extra:
+        argv = argv[:2] + argv[4:]
+    code, out, err = run_cli(capsys, *argv, *extra)
+    assert code == 2 and out == ""
+    lines = [ln for ln in err.splitlines() if ln.startswith("vlm-gs-guide: error:")]
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_artifacts_evidence_needs_reference(scene, capsys):
+    code, _, err = run_cli(capsys, "--phase", "artifacts", "--image", scene, "--source", "image-evidence")
+    assert code == 2 and "--reference" in err

@@ -1,0 +1,455 @@
+"""FastGS densification and pruning as a gsplat :class:`~gsplat.strategy.Strategy`.
+
+Imports torch and gsplat only (never nerfstudio), so a bare test can drive it.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from gsplat.strategy import Strategy
+from gsplat.strategy.ops import duplicate, remove, reset_opa, split
+from jaxtyping import Float
+from torch import Tensor
+
+ParamsT = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
+
+
+@dataclass
+class FastGSStrategy(Strategy):
+    """Multi-view consistent densification (VCD) and pruning (VCP) from FastGS:
+
+    `FastGS: Training 3D Gaussian Splatting in 100 Seconds <https://arxiv.org/abs/2511.04283>`_
+    (reference code: github.com/fastgs/FastGS, ``train.py`` and ``scene/gaussian_model.py``).
+
+    The strategy will:
+
+    - Accumulate image-plane gradients (and AbsGS absolute gradients) of visible GSs every step in the refine window.
+    - Every ``refine_every`` steps in (``refine_start_iter``, ``refine_stop_iter``), densify (VCD) only GSs whose
+      gradient is high AND whose multi-view score ``view_scores["densify_score"]`` (mean number of high-error pixels
+      per sampled view in the GS footprint) exceeds ``densify_min_count``: duplicate small ones (plain gradient),
+      split large ones (absolute gradient).
+    - Then prune (VCP) among the candidates (opacity below ``prune_opa``; after the first opacity reset also 3D scale
+      above ``prune_scale3d``): at most ``prune_budget_frac`` of them, drawn without replacement with weight
+      ``1 / (1 - prune_score + 1e-6)`` so GSs with high multi-view photometric error go first. GSs created in the same
+      refinement are never drawn.
+    - Then clamp all opacities to at most ``refine_opa_clamp`` (FastGS does this after every densification).
+    - Every ``reset_every`` steps while refining, reset opacities to at most ``reset_opa``.
+    - Every ``final_prune_every`` steps in (``final_prune_start_iter``, ``final_prune_stop_iter``), prune every GS with
+      opacity below ``final_prune_opa`` or ``prune_score`` above ``final_prune_score`` (no budget).
+
+    The caller computes ``view_scores`` when :meth:`wants_view_scores` says so: it renders ``num_score_views`` random
+    training views and calls :func:`vlm_instruct_gs.strategy.view_scores.compute_view_scores` with
+    ``high_error_thresh``.
+
+    ``guidance`` (optional, per step) holds per-GS masks [N] from the VLM phases, bool or float:
+
+    - ``"densify"`` in [-1, 1]: scales the VCD threshold to ``densify_min_count * guidance_densify_scale ** g``, so
+      ``g = 1`` relaxes the multi-view requirement (by 2x with the default 0.5), ``g = -1`` raises it, 0 keeps it.
+      The gradient requirement is unchanged.
+    - ``"prune"`` in [0, 1]: GSs with a value above ``guidance_prune_thresh`` are not densified, join the prune
+      candidates (within the budget, drawn with priority ``max(prune_score, value)``) and are removed by the final
+      prune.
+
+    .. note::
+        Faithful to the reference code except: scores travel through the ops in ``state``, so they stay aligned with
+        the GSs after duplicate/split (FastGS indexes its pre-densification ``pruning_score`` after the split has
+        shifted indices); the 2D screen-size prune (``max_screen_size=20``) is left out, since FastGS zeroes
+        ``max_radii2D`` in ``densification_postfix`` before pruning so it never fires; the white-background opacity
+        reset at ``densify_from_iter`` and the sparse SH optimizer schedule are not strategy concerns.
+
+    Args:
+        prune_opa (float): GSs with opacity below this value are prune candidates while refining. Default is 0.005.
+        grow_grad2d (float): GSs with mean image-plane gradient (NDC units, like 3DGS) at or above this value may be
+          duplicated; also the split threshold when ``absgrad`` is False. FastGS ``grad_thresh``. Default is 0.0002.
+        grow_grad2d_abs (float): GSs with mean absolute gradient (AbsGS) at or above this value may be split.
+          FastGS ``grad_abs_thresh``; its scripts use 0.0006-0.002 per scene. Default is 0.0012.
+        grow_scale3d (float): GSs with max 3D scale (normalized by scene_scale) at or below this value are
+          duplicated, above it split. FastGS ``dense``; its scripts use 0.001-0.013 per scene. Default is 0.001.
+        prune_scale3d (float): GSs with max 3D scale (normalized by scene_scale) above this value are prune
+          candidates after the first opacity reset. Default is 0.1.
+        high_error_thresh (float): Threshold on the min-max normalized per-view L1 error map; read by the caller for
+          :func:`compute_view_scores`. FastGS ``loss_thresh``. Default is 0.1.
+        num_score_views (int): Number of random training views the caller renders for ``view_scores``. FastGS
+          ``sampling_cameras``. Default is 10.
+        densify_min_count (float): VCD threshold: GSs need ``view_scores["densify_score"]`` above this value.
+          FastGS ``importance_score > 5``. Default is 5.0.
+        prune_budget_frac (float): At most this fraction of the prune candidates is removed per refinement.
+          FastGS ``remove_budget = int(0.5 * to_remove)``. Default is 0.5.
+        prune_sample_candidates_only (bool): Draw the budget among candidates only, so exactly the budget is removed.
+          FastGS draws among all GSs and keeps the drawn candidates, removing fewer (False). Default is False.
+        refine_opa_clamp (float): Opacities are clamped to at most this value after each refinement (optimizer
+          moments of opacities are zeroed). Values >= 1 disable it. Default is 0.8.
+        reset_opa (float): Opacity reset value (FastGS/3DGS ``reset_opacity``: 0.01). Default is 0.01.
+        refine_start_iter (int): Start refining GSs after this iteration (FastGS ``densify_from_iter``).
+          Default is 500.
+        refine_stop_iter (int): Stop refining GSs at this iteration (FastGS ``densify_until_iter``). Default is 15_000.
+        refine_every (int): Refine GSs every this steps. FastGS scripts pass ``--densification_interval 500``
+          (``arguments`` default 100). Default is 500.
+        reset_every (int): Reset opacities every this steps while refining. Default is 3000.
+        final_prune_start_iter (int): Final VCP passes run after this iteration. Default is 15_000.
+        final_prune_stop_iter (int): Final VCP passes run before this iteration. Default is 30_000.
+        final_prune_every (int): Final VCP pass every this steps (FastGS: 18k, 21k, 24k, 27k). Default is 3000.
+        final_prune_opa (float): Final VCP prunes GSs with opacity below this value; opacities need time to recover
+          from the last reset before the first final pass (FastGS: 12k to 18k). Default is 0.1.
+        final_prune_score (float): Final VCP prunes GSs with ``prune_score`` above this value. Default is 0.9.
+        absgrad (bool): Split with absolute gradients (AbsGS), as FastGS does; the :func:`rasterization` call must use
+          ``absgrad=True`` too. If False, split uses the plain gradient and ``grow_grad2d``. Default is True.
+        guidance_densify_scale (float): VCD threshold multiplier for ``guidance["densify"] == 1`` (its inverse for
+          -1). Default is 0.5.
+        guidance_prune_thresh (float): ``guidance["prune"]`` values above this mark prune candidates. Default is 0.5.
+        verbose (bool): Whether to print verbose information. Default is False.
+
+    Examples:
+
+        >>> from gsplat import rasterization
+        >>> from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
+        >>> strategy = FastGSStrategy()
+        >>> strategy.check_sanity(params, optimizers)
+        >>> strategy_state = strategy.initialize_state(scene_scale=1.0)
+        >>> for step in range(30_000):
+        ...     render_image, render_alpha, info = rasterization(..., packed=False, absgrad=strategy.absgrad)
+        ...     strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
+        ...     loss = ...
+        ...     loss.backward()
+        ...     view_scores = None
+        ...     if strategy.wants_view_scores(step):
+        ...         error_maps, means2d, radii = ...  # render strategy.num_score_views training views
+        ...         view_scores = compute_view_scores(error_maps, means2d, radii, strategy.high_error_thresh)
+        ...     strategy.step_post_backward(params, optimizers, strategy_state, step, info, view_scores=view_scores)
+
+    """
+
+    prune_opa: float = 0.005
+    grow_grad2d: float = 0.0002
+    grow_grad2d_abs: float = 0.0012
+    grow_scale3d: float = 0.001
+    prune_scale3d: float = 0.1
+    high_error_thresh: float = 0.1
+    num_score_views: int = 10
+    densify_min_count: float = 5.0
+    prune_budget_frac: float = 0.5
+    prune_sample_candidates_only: bool = False
+    refine_opa_clamp: float = 0.8
+    reset_opa: float = 0.01
+    refine_start_iter: int = 500
+    refine_stop_iter: int = 15_000
+    refine_every: int = 500
+    reset_every: int = 3000
+    final_prune_start_iter: int = 15_000
+    final_prune_stop_iter: int = 30_000
+    final_prune_every: int = 3000
+    final_prune_opa: float = 0.1
+    final_prune_score: float = 0.9
+    absgrad: bool = True
+    guidance_densify_scale: float = 0.5
+    guidance_prune_thresh: float = 0.5
+    verbose: bool = False
+
+    def initialize_state(self, scene_scale: float = 1.0) -> Dict[str, Any]:
+        """Initialize and return the running state for this strategy.
+
+        The returned state should be passed to the `step_pre_backward()` and `step_post_backward()` functions.
+        Per-GS tensors are created on the first `step_post_backward()`, on the device of the gradients:
+
+        - grad2d: running sum of the image-plane gradient norm (NDC units) of each GS while visible. [N]
+        - grad2d_abs: same for the absolute gradient (AbsGS); only kept when ``absgrad``. [N]
+        - count: running count of steps in which each GS was visible. [N]
+        - prune_score, guide_prune: ``view_scores["prune_score"]`` and ``guidance["prune"]`` (both in [0, 1]) held
+          during one refinement only, so duplicate/split re-index them with the GSs; None otherwise. [N]
+        - scene_scale: scene extent in world units; 3D scale thresholds are relative to it. Scalar.
+        """
+        return {
+            "grad2d": None,
+            "grad2d_abs": None,
+            "count": None,
+            "prune_score": None,
+            "guide_prune": None,
+            "scene_scale": scene_scale,
+        }
+
+    def check_sanity(self, params: ParamsT, optimizers: Dict[str, torch.optim.Optimizer]):
+        """Sanity check for the parameters and optimizers.
+
+        Check if:
+            * `params` and `optimizers` have the same (trainable) keys, one param_group each (gsplat's base check).
+            * The following keys are present: {"means", "scales", "quats", "opacities"}.
+
+        Raises:
+            AssertionError: If any of the above conditions is not met.
+        """
+        super().check_sanity(params, optimizers)
+        for key in ["means", "scales", "quats", "opacities"]:
+            assert key in params, f"{key} is required in params but missing."
+
+    def is_refine_step(self, step: int) -> bool:
+        """Whether ``step`` runs VCD + VCP (densify, budgeted prune, opacity clamp)."""
+        return self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0
+
+    def is_final_prune_step(self, step: int) -> bool:
+        """Whether ``step`` runs a final VCP pass (never on a refine step: its ``view_scores`` predate the refinement)."""
+        in_window = self.final_prune_start_iter < step < self.final_prune_stop_iter
+        return in_window and step % self.final_prune_every == 0 and not self.is_refine_step(step)
+
+    def wants_view_scores(self, step: int) -> bool:
+        """Whether `step_post_backward()` at ``step`` needs ``view_scores`` (render the sampled views only then)."""
+        return self.is_refine_step(step) or self.is_final_prune_step(step)
+
+    def step_pre_backward(
+        self,
+        params: ParamsT,
+        optimizers: Dict[str, torch.optim.Optimizer],
+        state: Dict[str, Any],
+        step: int,
+        info: Dict[str, Any],
+    ):
+        """Callback function to be executed before the `loss.backward()` call: retains the 2D means' gradient."""
+        if step >= self.refine_stop_iter:
+            return
+        assert "means2d" in info, "The 2D means of the Gaussians is required but missing."
+        info["means2d"].retain_grad()
+
+    def step_post_backward(
+        self,
+        params: ParamsT,
+        optimizers: Dict[str, torch.optim.Optimizer],
+        state: Dict[str, Any],
+        step: int,
+        info: Dict[str, Any],
+        packed: bool = False,
+        view_scores: Optional[Dict[str, Tensor]] = None,
+        guidance: Optional[Dict[str, Tensor]] = None,
+    ):
+        """Callback function to be executed after the `loss.backward()` call (and the optimizer step).
+
+        Args:
+            params: Gaussian parameters; modified in place by the ops.
+            optimizers: One optimizer per parameter key; their state is kept aligned by the ops.
+            state: The dict from `initialize_state()`.
+            step: Training step.
+            info: The ``info`` dict of the rasterization of this step (``means2d`` with its gradient, ``radii``,
+              ``width``, ``height``, ``n_cameras``; ``gaussian_ids`` when packed).
+            packed: Whether the rasterization ran with ``packed=True``.
+            view_scores: Output of :func:`compute_view_scores` for the current GSs; required when
+              `wants_view_scores()` is True, ignored otherwise. Values [N].
+            guidance: Optional ``{"densify": [N], "prune": [N]}`` bool or float masks (see the class docstring).
+        """
+        if step >= max(self.refine_stop_iter, self.final_prune_stop_iter):
+            return
+        if step < self.refine_stop_iter:
+            self._update_state(params, state, info, packed=packed)
+
+        if self.is_refine_step(step):
+            n, dev = len(params["means"]), params["means"].device
+            densify_score = self._score(view_scores, "densify_score", n, step, dev)
+            prune_score = self._score(view_scores, "prune_score", n, step, dev).clamp(0.0, 1.0)
+            guide_densify = self._guidance(guidance, "densify", n, -1.0, 1.0, dev)
+            guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
+            # held in state for this refinement only, so duplicate/split/remove keep them aligned with the GSs
+            state["prune_score"], state["guide_prune"] = prune_score, guide_prune
+
+            n_dupli, n_split = self._grow_gs(params, optimizers, state, densify_score, guide_densify)
+            n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + n_split)
+            if self.verbose:
+                print(
+                    f"Step {step}: {n_dupli} GSs duplicated, {n_split} GSs split, {n_prune} GSs pruned. "
+                    f"Now having {len(params['means'])} GSs."
+                )
+            state["prune_score"] = state["guide_prune"] = None
+            state["grad2d"].zero_()
+            state["count"].zero_()
+            if state["grad2d_abs"] is not None:
+                state["grad2d_abs"].zero_()
+            if self.refine_opa_clamp < 1.0:
+                reset_opa(params=params, optimizers=optimizers, state=state, value=self.refine_opa_clamp)
+
+        if step < self.refine_stop_iter and step > 0 and step % self.reset_every == 0:
+            reset_opa(params=params, optimizers=optimizers, state=state, value=self.reset_opa)
+
+        if self.is_final_prune_step(step):
+            n, dev = len(params["means"]), params["means"].device
+            prune_score = self._score(view_scores, "prune_score", n, step, dev)
+            guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
+            n_prune = self._final_prune_gs(params, optimizers, state, prune_score, guide_prune)
+            if self.verbose:
+                print(f"Step {step}: final prune removed {n_prune} GSs. Now having {len(params['means'])} GSs.")
+
+    @staticmethod
+    def _score(
+        view_scores: Optional[Dict[str, Tensor]], key: str, n: int, step: int, device: torch.device
+    ) -> Tensor:  # [N] float
+        if view_scores is None or key not in view_scores:
+            raise ValueError(
+                f"Step {step}: FastGSStrategy needs view_scores['{key}'] (see wants_view_scores() and "
+                "compute_view_scores()), got " + ("None" if view_scores is None else f"keys {sorted(view_scores)}")
+            )
+        value = view_scores[key].detach().reshape(-1).float().to(device)
+        if value.shape[0] != n:
+            raise ValueError(f"view_scores['{key}'] has {value.shape[0]} entries but there are {n} Gaussians")
+        return value
+
+    @staticmethod
+    def _guidance(
+        guidance: Optional[Dict[str, Tensor]], key: str, n: int, lo: float, hi: float, device: torch.device
+    ) -> Optional[Tensor]:  # [N] float in [lo, hi], or None
+        if guidance is None:
+            return None
+        unknown = set(guidance) - {"densify", "prune"}
+        if unknown:
+            raise ValueError(f"Unknown guidance keys {sorted(unknown)}; expected 'densify' and/or 'prune'")
+        if guidance.get(key) is None:
+            return None
+        value = guidance[key].detach().reshape(-1).float().clamp(lo, hi).to(device)
+        if value.shape[0] != n:
+            raise ValueError(f"guidance['{key}'] has {value.shape[0]} entries but there are {n} Gaussians")
+        return value
+
+    def _update_state(self, params: ParamsT, state: Dict[str, Any], info: Dict[str, Any], packed: bool = False):
+        for key in ["width", "height", "n_cameras", "radii", "means2d"] + (["gaussian_ids"] if packed else []):
+            assert key in info, f"{key} is required but missing."
+        means2d = info["means2d"]
+        assert means2d.grad is not None, "means2d has no gradient: call step_pre_backward() before backward()."
+        assert packed or means2d.dim() >= 3, "means2d is [nnz, 2]: pass packed=True to match the rasterization."
+        # normalize grads to [-1, 1] screen space (NDC), as 3DGS/FastGS thresholds expect
+        to_ndc = means2d.grad.new_tensor([info["width"] / 2.0, info["height"] / 2.0]) * info["n_cameras"]
+        grads = means2d.grad * to_ndc  # [C, N, 2] or [nnz, 2]
+        absgrads = None
+        if self.absgrad:
+            absgrad = getattr(means2d, "absgrad", None)
+            assert absgrad is not None, "absgrad=True needs rasterization(..., absgrad=True)."
+            absgrads = absgrad * to_ndc
+
+        n_gaussian = len(params["means"])
+        device = grads.device
+        if state["grad2d"] is None:
+            state["grad2d"] = torch.zeros(n_gaussian, device=device)
+        if state["count"] is None:
+            state["count"] = torch.zeros(n_gaussian, device=device)
+        if self.absgrad and state["grad2d_abs"] is None:
+            state["grad2d_abs"] = torch.zeros(n_gaussian, device=device)
+
+        if packed:
+            gs_ids = info["gaussian_ids"]  # [nnz]
+        else:
+            radii = info["radii"]  # [C, N] (gsplat 1.4) or [C, N, 2] (gsplat 1.5)
+            sel = radii > 0
+            if sel.dim() == grads.dim():
+                sel = sel.all(dim=-1)  # [C, N]
+            gs_ids = torch.where(sel)[-1]  # [nnz]
+            grads = grads[sel]  # [nnz, 2]
+            absgrads = absgrads[sel] if absgrads is not None else None
+        state["grad2d"].index_add_(0, gs_ids, grads.norm(dim=-1))
+        state["count"].index_add_(0, gs_ids, torch.ones_like(gs_ids, dtype=torch.float32))
+        if absgrads is not None:
+            state["grad2d_abs"].index_add_(0, gs_ids, absgrads.norm(dim=-1))
+
+    @torch.no_grad()
+    def _grow_gs(
+        self,
+        params: ParamsT,
+        optimizers: Dict[str, torch.optim.Optimizer],
+        state: Dict[str, Any],
+        densify_score: Float[Tensor, "N"],
+        guide_densify: Optional[Float[Tensor, "N"]],
+    ) -> Tuple[int, int]:
+        count = state["count"].clamp_min(1)
+        grads = state["grad2d"] / count
+        device = grads.device
+
+        is_small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
+        is_clone = (grads >= self.grow_grad2d) & is_small
+        if self.absgrad:
+            is_split = (state["grad2d_abs"] / count >= self.grow_grad2d_abs) & ~is_small
+        else:
+            is_split = (grads >= self.grow_grad2d) & ~is_small
+
+        # VCD: enough high-error pixels per sampled view in the footprint; guidance scales the threshold per GS.
+        threshold = torch.full_like(grads, self.densify_min_count)
+        if guide_densify is not None:
+            threshold = threshold * self.guidance_densify_scale**guide_densify
+        is_consistent = densify_score > threshold
+        if state["guide_prune"] is not None:
+            is_consistent &= state["guide_prune"] <= self.guidance_prune_thresh
+
+        is_dupli = is_clone & is_consistent
+        is_split = is_split & is_consistent
+        n_dupli = int(is_dupli.sum().item())
+        n_split = int(is_split.sum().item())
+
+        # first duplicate; the copies are appended at the end and are not split
+        if n_dupli > 0:
+            duplicate(params=params, optimizers=optimizers, state=state, mask=is_dupli)
+        is_split = torch.cat([is_split, torch.zeros(n_dupli, dtype=torch.bool, device=device)])
+        # then split: originals removed, two children each appended at the end
+        if n_split > 0:
+            split(params=params, optimizers=optimizers, state=state, mask=is_split)
+        return n_dupli, n_split
+
+    @torch.no_grad()
+    def _prune_gs(
+        self,
+        params: ParamsT,
+        optimizers: Dict[str, torch.optim.Optimizer],
+        state: Dict[str, Any],
+        step: int,
+        n_new: int,
+    ) -> int:
+        """Budgeted VCP. The last ``n_new`` GSs (clones, split children: the ops append them) are never drawn."""
+        n = len(params["means"])
+        is_cand = torch.sigmoid(params["opacities"].flatten()) < self.prune_opa
+        if step > self.reset_every:
+            is_cand |= torch.exp(params["scales"]).max(dim=-1).values > self.prune_scale3d * state["scene_scale"]
+        priority = state["prune_score"]
+        if state["guide_prune"] is not None:
+            is_cand |= state["guide_prune"] > self.guidance_prune_thresh
+            priority = torch.maximum(priority, state["guide_prune"])
+
+        budget = int(math.floor(self.prune_budget_frac * is_cand.sum().item()))
+        if budget <= 0:
+            return 0
+        weights = 1.0 / (1.0 - priority + 1e-6)  # FastGS: 1 / (1e-6 + (1 - pruning_score))
+        drawable = torch.arange(n, device=weights.device) < n - n_new
+        if self.prune_sample_candidates_only:
+            drawable &= is_cand
+        weights = torch.where(drawable, weights, torch.zeros_like(weights))
+        is_prune = is_cand & _sample_without_replacement(weights, budget)
+        n_prune = int(is_prune.sum().item())
+        if n_prune > 0:
+            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
+        return n_prune
+
+    @torch.no_grad()
+    def _final_prune_gs(
+        self,
+        params: ParamsT,
+        optimizers: Dict[str, torch.optim.Optimizer],
+        state: Dict[str, Any],
+        prune_score: Float[Tensor, "N"],
+        guide_prune: Optional[Float[Tensor, "N"]],
+    ) -> int:
+        is_prune = torch.sigmoid(params["opacities"].flatten()) < self.final_prune_opa
+        is_prune |= prune_score > self.final_prune_score
+        if guide_prune is not None:
+            is_prune |= guide_prune > self.guidance_prune_thresh
+        n_prune = int(is_prune.sum().item())
+        if n_prune > 0:
+            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
+        return n_prune
+
+
+def _sample_without_replacement(weights: Tensor, k: int) -> Tensor:  # [N] >= 0 -> [N] bool
+    """Draw ``k`` indices without replacement, proportionally to ``weights`` (zero weight: never drawn).
+
+    Gumbel-top-k, equivalent to successive ``torch.multinomial(weights, k, replacement=False)`` draws but without its
+    2**24-category limit. ``k`` is capped at the number of positive weights.
+    """
+    positive = weights > 0
+    k = min(k, int(positive.sum().item()))
+    mask = torch.zeros_like(positive)
+    if k <= 0:
+        return mask
+    u = torch.rand_like(weights, dtype=torch.float32).clamp_min(1e-20)
+    keys = torch.where(positive, weights.float().log() - torch.log(-torch.log(u)), float("-inf"))
+    mask[torch.topk(keys, k).indices] = True
+    return mask

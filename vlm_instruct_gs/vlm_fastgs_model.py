@@ -1,0 +1,203 @@
+"""vlm-fastgs model: splatfacto with a device-agnostic rendering path, offline-safe metrics and sparse random init.
+
+The model subclasses nerfstudio's ``SplatfactoModel`` (the way LERF subclasses Nerfacto) and changes only what the
+method needs:
+
+- ``get_outputs`` renders through :func:`vlm_instruct_gs.rendering.rasterize`, which uses gsplat's CUDA kernels on
+  CUDA tensors and a pure-PyTorch path with gsplat's math on CPU. Splatfacto's own ``get_outputs`` hard-codes
+  ``.cuda()`` and gsplat's CUDA-only ``rasterization``, so it cannot be reused on CPU; everything else (camera
+  optimiser, crop box, background, SH schedule, resolution schedule, losses) is splatfacto's.
+- Initial Gaussians come from the dataparser's points (random points where the cameras look, or SfM), built on the
+  model's device; splatfacto's SfM branch hard-codes ``.cuda()``.
+- LPIPS degrades to "unavailable" offline (:mod:`vlm_instruct_gs.compat`).
+- Densification goes through ``self.strategy`` (a gsplat ``Strategy``), fed by the ``info`` dict of every render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type, Union
+
+import torch
+from jaxtyping import Float, UInt8
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.model_components.lib_bilagrid import color_correct
+from nerfstudio.models.splatfacto import (
+    RGB2SH,
+    SplatfactoModel,
+    SplatfactoModelConfig,
+    get_viewmat,
+    num_sh_bases,
+    random_quat_tensor,
+)
+from torch import Tensor
+
+from vlm_instruct_gs.compat import OptionalLPIPS, offline_safe_lpips
+from vlm_instruct_gs.rendering import rasterize
+
+
+@dataclass
+class VLMFastGSModelConfig(SplatfactoModelConfig):
+    """vlm-fastgs model: splatfacto's fields (all still apply) with sparse-start defaults."""
+
+    _target: Type = field(default_factory=lambda: VLMFastGSModel)
+    random_init: bool = False
+    """If True, ignore the dataparser's initial points and use splatfacto's cube init (num_random points in a cube
+    of side random_scale). The dataparser's --init (random|sfm) is the usual way to choose the start."""
+    num_random: int = 100
+    """Number of points for the cube init (random_init True, or a dataparser that provides no points)."""
+
+
+def gaussians_from_points(
+    xyz: Float[Tensor, "N 3"],
+    rgb: UInt8[Tensor, "N 3"],
+    sh_degree: int,
+    scales: Float[Tensor, "N 1"],
+) -> torch.nn.ParameterDict:
+    """Splatfacto's per-Gaussian parameters for a point cloud (pre-activation values, as splatfacto stores them).
+
+    Args:
+        xyz: means in world (dataparser) units. [N, 3]
+        rgb: colours, uint8 0-255. [N, 3]
+        sh_degree: maximum SH degree; 0 stores logit colours (splatfacto's colour-only mode).
+        scales: isotropic scale per point in world units (e.g. mean distance to 3 nearest neighbours). [N, 1]
+
+    Returns:
+        ParameterDict with means [N,3], scales (log) [N,3], quats [N,4] (wxyz, random), features_dc [N,3],
+        features_rest [N,K-1,3], opacities (logit of 0.1) [N,1], on ``xyz``'s device.
+    """
+    n = xyz.shape[0]
+    colors = rgb.float().to(xyz.device) / 255.0
+    if sh_degree > 0:
+        features_dc = RGB2SH(colors)
+    else:
+        features_dc = torch.logit(colors, eps=1e-10)
+    return torch.nn.ParameterDict(
+        {
+            "means": torch.nn.Parameter(xyz.float().clone()),
+            "scales": torch.nn.Parameter(torch.log(scales.clamp(min=1e-7)).repeat(1, 3)),
+            "quats": torch.nn.Parameter(random_quat_tensor(n).to(xyz.device)),
+            "features_dc": torch.nn.Parameter(features_dc),
+            "features_rest": torch.nn.Parameter(torch.zeros(n, num_sh_bases(sh_degree) - 1, 3, device=xyz.device)),
+            "opacities": torch.nn.Parameter(torch.logit(0.1 * torch.ones(n, 1, device=xyz.device))),
+        }
+    )
+
+
+class VLMFastGSModel(SplatfactoModel):
+    """vlm-fastgs: splatfacto on gsplat (CUDA) or on a pure-PyTorch rasteriser (CPU). See the module docstring."""
+
+    config: VLMFastGSModelConfig
+    lpips: OptionalLPIPS
+
+    def populate_modules(self) -> None:
+        # splatfacto's seed-point branch calls .cuda(); let it build its cube init, then replace it below.
+        seed_points, self.seed_points = self.seed_points, None
+        with offline_safe_lpips():
+            super().populate_modules()
+        self.seed_points = seed_points
+        if seed_points is not None and not self.config.random_init and seed_points[0].shape[0] > 0:
+            xyz = seed_points[0].float()
+            distances, _ = self.k_nearest_sklearn(xyz, min(3, max(xyz.shape[0] - 1, 1)))
+            scales = torch.from_numpy(distances).mean(dim=-1, keepdim=True)
+            self.gauss_params = gaussians_from_points(xyz, seed_points[1], self.config.sh_degree, scales)
+
+    # ------------------------------------------------------------------ rendering
+    def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
+        """Render one camera.
+
+        Returns:
+            ``rgb`` [H,W,3] in [0,1], ``depth`` [H,W,1] (expected depth, eval or when requested), ``accumulation``
+            [H,W,1], ``background`` ([3] when training, [H,W,3] otherwise), as splatfacto.
+        """
+        if not isinstance(camera, Cameras):
+            raise TypeError(f"get_outputs expects a Cameras object, got {type(camera).__name__}")
+        if self.training:
+            assert camera.shape[0] == 1, "Only one camera at a time"
+            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
+        else:
+            camera_to_world = camera.camera_to_worlds
+
+        params = self._cropped_params()
+        if params is None:
+            return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
+
+        scale = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / scale)
+        viewmat = get_viewmat(camera_to_world)
+        K = camera.get_intrinsics_matrices().to(self.device)
+        W, H = int(camera.width.item()), int(camera.height.item())
+        self.last_size = (H, W)
+        camera.rescale_output_resolution(scale)
+
+        render_mode = "RGB+ED" if (self.config.output_depth_during_training or not self.training) else "RGB"
+        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
+        if self.config.sh_degree > 0:
+            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        else:
+            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
+
+        render, alpha, self.info = rasterize(
+            means=params["means"],
+            quats=params["quats"],
+            scales=torch.exp(params["scales"]),
+            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
+            colors=colors,
+            viewmats=viewmat.to(self.device),
+            Ks=K,
+            width=W,
+            height=H,
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode=render_mode,
+            sh_degree=sh_degree,
+            absgrad=self.strategy.absgrad,
+            rasterize_mode=self.config.rasterize_mode,
+        )
+        if self.training:
+            self.strategy.step_pre_backward(
+                self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info
+            )
+
+        background = self._get_background_color()
+        rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)
+        if self.config.use_bilateral_grid and self.training and camera.metadata and "cam_idx" in camera.metadata:
+            rgb = self._apply_bilateral_grid(rgb, camera.metadata["cam_idx"], H, W)
+        depth = None
+        if render_mode == "RGB+ED":
+            depth = render[..., 3:4]
+            depth = torch.where(alpha > 0, depth, depth.detach().max()).squeeze(0)
+        if not self.training:
+            background = background.expand(H, W, 3)
+        return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background}
+
+    def _cropped_params(self) -> Optional[Dict[str, Tensor]]:
+        """Per-Gaussian tensors inside the viewer's crop box (all of them when training), None if it is empty."""
+        names = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
+        if self.crop_box is None or self.training:
+            return {k: self.gauss_params[k] for k in names}
+        inside = self.crop_box.within(self.means).reshape(-1)
+        if not bool(inside.any()):
+            return None
+        return {k: self.gauss_params[k][inside] for k in names}
+
+    # ------------------------------------------------------------------ evaluation
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+        """PSNR, SSIM, LPIPS (left out when its weights are unavailable) and the side-by-side image, as splatfacto."""
+        gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
+        pred = outputs["rgb"]
+        gt_b, pred_b = gt.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None]
+        metrics: Dict[str, float] = {
+            "psnr": float(self.psnr(gt_b, pred_b).item()),
+            "ssim": float(self.ssim(gt_b, pred_b)),
+            "num_gaussians": float(self.num_points),
+        }
+        lpips = self.lpips(gt_b, pred_b)
+        if lpips is not None:
+            metrics["lpips"] = float(lpips)
+        if self.config.color_corrected_metrics:
+            cc = color_correct(pred, gt).permute(2, 0, 1)[None]
+            metrics.update(cc_psnr=float(self.psnr(gt_b, cc).item()), cc_ssim=float(self.ssim(gt_b, cc)))
+        return metrics, {"img": torch.cat([gt, pred], dim=1)}
