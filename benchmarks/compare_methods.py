@@ -30,14 +30,21 @@ METRIC_COLUMNS = ("psnr", "ssim", "lpips")
 
 
 def trainer_config(method: str, args: argparse.Namespace):
-    """The nerfstudio TrainerConfig of ``method`` with the shared scene, init, seed and budget."""
+    """The nerfstudio TrainerConfig of ``method`` with the shared scene, init, seed and budget.
+
+    ``method`` is a registered method name, optionally with a strategy variant of vlm-fastgs after a colon
+    (``vlm-fastgs:default`` trains vlm-fastgs with gsplat's DefaultStrategy).
+    """
     from nerfstudio.configs.method_configs import all_methods
 
     from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 
-    config = all_methods[method]
+    name, _, variant = method.partition(":")
+    config = all_methods[name]
+    if variant:
+        config.pipeline.model.strategy = variant
     config.pipeline.datamanager.dataparser = SceneDataParserConfig(
-        data=Path(args.data), downscale_factor=args.downscale, init="random",
+        data=Path(args.data), downscale_factor=args.downscale, init=args.init,
         num_random_points=args.num_random, init_seed=args.seed, eval_mode="interval", eval_interval=8,
     )
     config.pipeline.model.random_init = False  # use the dataparser's points for both methods
@@ -147,21 +154,23 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
 
     out = Path(args.out)
     gpu = ", ".join(sorted({r.get("gpu", "unknown") for r in results}))
-    header = "| method | PSNR | SSIM | LPIPS | Gaussians | train wall (s) | peak GPU mem (GiB) |\n|---|---|---|---|---|---|---|"
+    header = ("| method | PSNR | SSIM | LPIPS | Gaussians | train wall (s) | s / 1k iter | peak GPU mem (GiB) |\n"
+              "|---|---|---|---|---|---|---|---|")
     rows = []
     for r in results:
         m = r["metrics"]
         lp = f"{m['lpips']:.3f}" if "lpips" in m else "n/a"
         rows.append(
             f"| {r['method']} | {m['psnr']:.2f} | {m['ssim']:.3f} | {lp} | {r['num_gaussians']:,} | "
-            f"{r['train_wall_s']:.0f} | {r['peak_gpu_mem_gib']:.2f} |"
+            f"{r['train_wall_s']:.0f} | {1000 * r['train_wall_s'] / args.iterations:.1f} | {r['peak_gpu_mem_gib']:.2f} |"
         )
     meta = {"date": ", ".join(sorted({r.get("date", "unknown") for r in results})), "gpu": gpu,
             "commands": [r.get("command", "") for r in results], "data": str(args.data),
             "downscale": args.downscale, "iterations": args.iterations, "num_random": args.num_random,
-            "seed": args.seed}
+            "seed": args.seed, "init": args.init}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    md = [f"# {Path(args.data).name} at {args.downscale}x, {args.iterations} iterations, {args.num_random} random points",
+    start = f"{args.num_random} random points" if args.init == "random" else "SfM points"
+    md = [f"# {Path(args.data).name} at {args.downscale}x, {args.iterations} iterations, from {start}",
           "", f"GPU: {gpu}; date: {meta['date']}; seed {args.seed}", "", "Commands (one process per method):", "",
           *[f"- `{c}`" for c in meta["commands"]], "",
           header, *rows, "", "![curves](curves.png)", ""]
@@ -182,12 +191,17 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
     print("\n".join([header, *rows]))
 
 
+def _file_name(method: str) -> str:
+    return method.replace(":", "-")
+
+
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--downscale", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--num-random", type=int, default=100)
+    parser.add_argument("--init", choices=["random", "sfm"], default="random")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--methods", nargs="+", default=["splatfacto", "vlm-fastgs"])
     parser.add_argument("--out", required=True)
@@ -199,15 +213,16 @@ def main(argv: List[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.run_one:
         result = run_one(args.run_one, args)
-        (out / f"{args.run_one}.json").write_text(json.dumps(result, indent=1))
+        (out / f"{_file_name(args.run_one)}.json").write_text(json.dumps(result, indent=1))
         return
     if not args.report_only:
         for method in args.methods:
-            if (out / f"{method}.json").exists():
+            if (out / f"{_file_name(method)}.json").exists():
                 continue
             cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--run-one", method]
             subprocess.run(cmd, check=True)
-    results = [json.loads((out / f"{m}.json").read_text()) for m in args.methods if (out / f"{m}.json").exists()]
+    files = [out / f"{_file_name(m)}.json" for m in args.methods]
+    results = [json.loads(f.read_text()) for f in files if f.exists()]
     write_report(args, results)
 
 

@@ -15,12 +15,13 @@ method needs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type, Union
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float, UInt8
 from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.model_components.lib_bilagrid import color_correct
 from nerfstudio.models.splatfacto import (
     RGB2SH,
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from vlm_instruct_gs.compat import OptionalLPIPS, offline_safe_lpips
 from vlm_instruct_gs.rendering import rasterize
+from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
 
 
 @dataclass
@@ -46,6 +48,12 @@ class VLMFastGSModelConfig(SplatfactoModelConfig):
     of side random_scale). The dataparser's --init (random|sfm) is the usual way to choose the start."""
     num_random: int = 100
     """Number of points for the cube init (random_init True, or a dataparser that provides no points)."""
+    strategy: Literal["fastgs", "default"] = "fastgs"
+    """Densification strategy: 'fastgs' (multi-view consistent densification and pruning, configured by
+    --pipeline.model.fastgs.*) or 'default' (gsplat's DefaultStrategy, configured by splatfacto's fields
+    cull_alpha_thresh, densify_grad_thresh, ... exactly as splatfacto)."""
+    fastgs: FastGSStrategy = field(default_factory=FastGSStrategy)
+    """FastGS strategy settings (used when strategy is 'fastgs'); splatfacto's densification fields do not apply."""
 
 
 def gaussians_from_points(
@@ -84,6 +92,20 @@ def gaussians_from_points(
     )
 
 
+@dataclass(frozen=True)
+class TrainViews:
+    """The training cameras and cached images (nerfstudio FullImageDatamanager's), for extra training-time renders."""
+
+    cameras: Cameras
+    images: List[Dict[str, Tensor]]
+
+
+def camera_extent(camera_to_worlds: Float[Tensor, "C 3 4"]) -> float:
+    """3DGS's scene extent: 1.1 x the largest distance of a camera centre from the cameras' mean centre (world units)."""
+    centers = camera_to_worlds[:, :3, 3].float()
+    return float(1.1 * (centers - centers.mean(0)).norm(dim=-1).max().clamp(min=1e-6))
+
+
 class VLMFastGSModel(SplatfactoModel):
     """vlm-fastgs: splatfacto on gsplat (CUDA) or on a pure-PyTorch rasteriser (CPU). See the module docstring."""
 
@@ -101,6 +123,32 @@ class VLMFastGSModel(SplatfactoModel):
             distances, _ = self.k_nearest_sklearn(xyz, min(3, max(xyz.shape[0] - 1, 1)))
             scales = torch.from_numpy(distances).mean(dim=-1, keepdim=True)
             self.gauss_params = gaussians_from_points(xyz, seed_points[1], self.config.sh_degree, scales)
+        if self.config.strategy == "fastgs":
+            self.strategy = replace(self.config.fastgs)
+            self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+        self._train_views: Optional[TrainViews] = None
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        """Splatfacto's callbacks; also keeps the training views for FastGS's multi-view scores."""
+        datamanager = training_callback_attributes.pipeline.datamanager
+        if hasattr(datamanager, "cached_train"):
+            self._train_views = TrainViews(cameras=datamanager.train_cameras, images=datamanager.cached_train)
+            if isinstance(self.strategy, FastGSStrategy):
+                # FastGS (as 3DGS) measures 3D scales against the camera extent
+                self.strategy_state["scene_scale"] = camera_extent(datamanager.train_cameras.camera_to_worlds)
+        return super().get_training_callbacks(training_callback_attributes)
+
+    def step_post_backward(self, step: int) -> None:
+        """Run the strategy after the optimizer step; FastGS gets multi-view scores when it asks for them."""
+        assert step == self.step
+        kwargs = {}
+        if isinstance(self.strategy, FastGSStrategy):
+            wants = self.strategy.wants_view_scores(step)
+            kwargs["view_scores"] = self.score_views(self.strategy.num_score_views) if wants else None
+        self.strategy.step_post_backward(
+            params=self.gauss_params, optimizers=self.optimizers, state=self.strategy_state, step=step,
+            info=self.info, packed=False, **kwargs,
+        )
 
     # ------------------------------------------------------------------ rendering
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
@@ -122,38 +170,9 @@ class VLMFastGSModel(SplatfactoModel):
         if params is None:
             return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
 
-        scale = self._get_downscale_factor()
-        camera.rescale_output_resolution(1 / scale)
-        viewmat = get_viewmat(camera_to_world)
-        K = camera.get_intrinsics_matrices().to(self.device)
-        W, H = int(camera.width.item()), int(camera.height.item())
-        self.last_size = (H, W)
-        camera.rescale_output_resolution(scale)
-
         render_mode = "RGB+ED" if (self.config.output_depth_during_training or not self.training) else "RGB"
-        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
-        if self.config.sh_degree > 0:
-            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
-        else:
-            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
-
-        render, alpha, self.info = rasterize(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
-            colors=colors,
-            viewmats=viewmat.to(self.device),
-            Ks=K,
-            width=W,
-            height=H,
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode=render_mode,
-            sh_degree=sh_degree,
-            absgrad=self.strategy.absgrad,
-            rasterize_mode=self.config.rasterize_mode,
-        )
+        render, alpha, self.info = self._rasterize(params, camera, camera_to_world, render_mode)
+        H, W = self.last_size = render.shape[1:3]
         if self.training:
             self.strategy.step_pre_backward(
                 self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info
@@ -170,6 +189,86 @@ class VLMFastGSModel(SplatfactoModel):
         if not self.training:
             background = background.expand(H, W, 3)
         return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background}
+
+    def _rasterize(
+        self, params: Dict[str, Tensor], camera: Cameras, camera_to_world: Tensor, render_mode: str = "RGB"
+    ) -> Tuple[Tensor, Tensor, Dict]:
+        """Rasterise ``params`` for one camera at the current training resolution (splatfacto's schedule).
+
+        Returns gsplat's ``(render [1,H,W,X], alpha [1,H,W,1], info)``; SH degree follows splatfacto's schedule.
+        """
+        scale = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / scale)
+        K = camera.get_intrinsics_matrices().to(self.device)
+        W, H = int(camera.width.item()), int(camera.height.item())
+        camera.rescale_output_resolution(scale)
+        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
+        if self.config.sh_degree > 0:
+            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        else:
+            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
+        return rasterize(
+            means=params["means"],
+            quats=params["quats"],
+            scales=torch.exp(params["scales"]),
+            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
+            colors=colors,
+            viewmats=get_viewmat(camera_to_world).to(self.device),
+            Ks=K,
+            width=W,
+            height=H,
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode=render_mode,
+            sh_degree=sh_degree,
+            absgrad=self.strategy.absgrad,
+            rasterize_mode=self.config.rasterize_mode,
+        )
+
+    @torch.no_grad()
+    def score_views(self, num_views: int) -> Dict[str, Tensor]:
+        """FastGS multi-view scores from ``num_views`` random training views at the current training resolution.
+
+        Each view is rendered over splatfacto's eval background, its per-pixel L1 error (mean over RGB) against the
+        ground truth and its loss 0.8 L1 + 0.2 (1 - SSIM) go to
+        :func:`~vlm_instruct_gs.strategy.view_scores.compute_view_scores`.
+
+        Returns:
+            ``{"densify_score": [N], "prune_score": [N]}`` for the current Gaussians.
+
+        Raises:
+            RuntimeError: if the training views are unknown (the model was not set up by a nerfstudio trainer).
+        """
+        if self._train_views is None:
+            raise RuntimeError("FastGS needs the training views: set up the model through a nerfstudio Trainer")
+        views = self._train_views
+        params = {k: self.gauss_params[k] for k in self.gauss_params.keys()}
+        background = self.background_color.to(self.device)
+        errors, losses, means2d, radii = [], [], [], []
+        for i in torch.randperm(len(views.images))[:num_views].tolist():
+            camera = views.cameras[i : i + 1].to(self.device)
+            render, alpha, info = self._rasterize(params, camera, camera.camera_to_worlds)
+            rgb = (render[0, ..., :3] + (1 - alpha[0]) * background).clamp(0, 1)
+            gt = self.composite_with_background(self.get_gt_img(views.images[i]["image"]), background)
+            error = (rgb - gt).abs().mean(dim=-1)
+            loss = error.mean()
+            if min(error.shape) >= 11:  # SSIM's 11x11 window; tiny early-schedule renders use L1 alone
+                loss = 0.8 * loss + 0.2 * (1 - self.ssim(gt.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]))
+            errors.append(error)
+            losses.append(loss)
+            means2d.append(info["means2d"][0])
+            radii.append(info["radii"][0])
+        shapes = {e.shape for e in errors}
+        if len(shapes) > 1:  # views of different sizes: score them one by one and average
+            parts = [
+                compute_view_scores(e[None], m[None], r[None], self.strategy.high_error_thresh, view_losses=v[None])
+                for e, m, r, v in zip(errors, means2d, radii, losses)
+            ]
+            return {k: torch.stack([p[k] for p in parts]).mean(0) for k in parts[0]}
+        return compute_view_scores(
+            torch.stack(errors), torch.stack(means2d), torch.stack(radii), self.strategy.high_error_thresh,
+            view_losses=torch.stack(losses),
+        )
 
     def _cropped_params(self) -> Optional[Dict[str, Tensor]]:
         """Per-Gaussian tensors inside the viewer's crop box (all of them when training), None if it is empty."""
