@@ -180,8 +180,13 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
         for ax, key in zip(axes, ("loss", "gaussians")):
             pts = r["curves"].get(key, [])
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=r["method"])
-    axes[0].set(title="training loss", xlabel="iteration", yscale="log")
+                values = [p[1] for p in pts]
+                if key == "loss":  # per-step losses swing with the view and background: show a running mean
+                    w = 25
+                    values = [sum(values[max(0, i - w + 1) : i + 1]) / len(values[max(0, i - w + 1) : i + 1])
+                              for i in range(len(values))]
+                ax.plot([p[0] for p in pts], values, label=r["method"])
+    axes[0].set(title="training loss (running mean of 25 logs)", xlabel="iteration", yscale="log")
     axes[1].set(title="number of Gaussians", xlabel="iteration")
     for ax in axes:
         ax.legend()
