@@ -30,6 +30,7 @@ from jaxtyping import Bool, Float
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from fmgs_field.relevancy import relevancy as lerf_relevancy
 from fmgs_field.teachers.base import resize_feature_map
 
 SMOOTH_KERNEL = 30
@@ -290,3 +291,65 @@ def feature_fidelity(
     """
     resized = resize_feature_map(rendered.float(), tuple(teacher.shape[:2]))
     return F.cosine_similarity(resized, teacher.float().to(resized.device), dim=-1).mean()
+
+
+LABEL_SUM_KEYS = ("lerf_ovs_iou_sum", "lerf_ovs_hits", "lerf_ovs_queries")
+"""Per-frame sums that the model reports and :func:`label_metrics_from_means` turns into scene metrics."""
+
+
+def frame_relevancies(
+    features: Float[Tensor, "h w D"],
+    categories: Sequence[str],
+    text_embeds: Float[Tensor, "P D"],
+    negatives: Float[Tensor, "M D"],
+    size: Tuple[int, int],
+) -> Dict[str, Float[Tensor, "H W"]]:
+    """LERF relevancy of a rendered CLIP map to each category, resized (bilinear) to the label resolution.
+
+    Args:
+        features: Rendered CLIP feature map. [h, w, D]
+        categories: Category names, one per row of ``text_embeds``.
+        text_embeds: Text embeddings of the categories. [P, D]
+        negatives: Text embeddings of the canonical negatives. [M, D]
+        size: Label (H, W).
+
+    Returns:
+        ``{category: relevancy}``. Each [H, W]
+    """
+    rel = resize_feature_map(lerf_relevancy(features, text_embeds, negatives), size)  # [H, W, P]
+    return {c: rel[..., i] for i, c in enumerate(categories)}
+
+
+def frame_label_sums(results: Dict[str, Tuple[float, bool]]) -> Dict[str, float]:
+    """One frame's :func:`evaluate_frame` results as sums (IoU sum, hits, queries; all 0 for an unlabelled frame).
+
+    nerfstudio averages each per-frame metric over the eval frames; the ratio of the averaged sums is the mean over
+    (frame, category) pairs, LangSplat's weighting, whatever the number of categories per frame.
+    """
+    return {
+        "lerf_ovs_iou_sum": float(sum(iou for iou, _ in results.values())),
+        "lerf_ovs_hits": float(sum(hit for _, hit in results.values())),
+        "lerf_ovs_queries": float(len(results)),
+    }
+
+
+def label_metrics_from_means(metrics: Dict[str, float], num_frames: int) -> Dict[str, float]:
+    """Replaces the averaged :data:`LABEL_SUM_KEYS` (and their ``_std``) by ``miou``, ``localization_accuracy`` and
+    ``num_label_queries``; returns ``metrics`` unchanged when they are absent.
+
+    Args:
+        metrics: Frame-averaged metrics (nerfstudio's ``get_average_image_metrics``).
+        num_frames: Number of frames averaged.
+
+    Returns:
+        The updated dict (also modified in place).
+    """
+    if "lerf_ovs_queries" not in metrics:
+        return metrics
+    iou_sum, hits, queries = (metrics.pop(k) for k in LABEL_SUM_KEYS)
+    for key in LABEL_SUM_KEYS:
+        metrics.pop(f"{key}_std", None)
+    metrics["num_label_queries"] = float(round(queries * num_frames))
+    metrics["miou"] = iou_sum / queries if queries > 0 else 0.0
+    metrics["localization_accuracy"] = hits / queries if queries > 0 else 0.0
+    return metrics

@@ -14,12 +14,17 @@ schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``)
   steps; the pixel-alignment term starts ``pixel_alignment_after`` feature steps in (README stage 3 at 32.5k).
 - In eval mode, with positives set on the CLIP teacher (the viewer's "FMGS Positives" field), outputs include
   ``relevancy_{i}`` [H, W, 1] and ``composited_{i}`` [H, W, 3] as LERF's; training never computes relevancy.
+- Evaluation (the pipeline wraps it in :meth:`FMGSModel.feature_outputs`): eval outputs also carry the feature maps,
+  and :meth:`FMGSModel.get_image_metrics_and_images` adds ``feature_fidelity_clip``/``feature_fidelity_dino`` (mean
+  cosine with the eval image's teacher maps) and, for LERF-OVS labels, per-frame sums that become mIoU and
+  localization accuracy.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Type
+from typing import Dict, Iterator, List, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +34,7 @@ from nerfstudio.utils.colormaps import ColormapOptions, apply_colormap
 from torch import Tensor
 from torch.nn import Parameter
 
+from fmgs_field.evaluation import FrameLabels, evaluate_frame, feature_fidelity, frame_label_sums, frame_relevancies
 from fmgs_field.field import FMGSFieldConfig, FMGSFieldHeadNames
 from fmgs_field.losses import CLIP_LOSS_WEIGHT, PIXEL_ALIGNMENT_WEIGHT, feature_loss_dict
 from fmgs_field.teachers.base import resize_feature_map
@@ -75,6 +81,7 @@ class FMGSModel(VLMFastGSModel):
         super().populate_modules()
         self.fmgs_field = self.config.fmgs_field.setup()
         self.clip_teacher: Optional[CLIPTeacher] = None
+        self._eval_feature_outputs = False
 
     def set_clip_teacher(self, teacher: CLIPTeacher) -> None:
         """Attaches the CLIP teacher used for text queries (the pipeline passes the datamanager's).
@@ -150,6 +157,28 @@ class FMGSModel(VLMFastGSModel):
         d_clip = clip.shape[-1]
         return {"fmgs_clip": render[0, ..., :d_clip], "fmgs_dino": render[0, ..., d_clip:], "fmgs_alpha": alpha[0]}
 
+    @contextlib.contextmanager
+    def feature_outputs(self) -> Iterator[None]:
+        """Within the block, eval-mode outputs also carry ``fmgs_clip`` [h, w, Dc], ``fmgs_dino`` [h, w, Dd] and
+        ``fmgs_alpha`` [h, w, 1] (for metrics); outside it, eval renders feature maps only when a query is set, so the
+        viewer stays fast. The pipeline enters it around evaluation."""
+        previous, self._eval_feature_outputs = self._eval_feature_outputs, True
+        try:
+            yield
+        finally:
+            self._eval_feature_outputs = previous
+
+    @torch.no_grad()
+    def gaussian_language_features(self) -> Dict[str, Tensor]:
+        """The field's outputs at every Gaussian (crop box ignored), e.g. to export per-Gaussian features.
+
+        Returns:
+            ``{"means": [N, 3], "clip": [N, Dc] (unit norm), "dino": [N, Dd]}`` on the model's device.
+        """
+        means = self.gauss_params["means"].detach()
+        out = self.fmgs_field(means, chunk_size=self.config.query_chunk_size)
+        return {"means": means, "clip": out[FMGSFieldHeadNames.CLIP], "dino": out[FMGSFieldHeadNames.DINO]}
+
     def get_outputs(self, camera: Cameras) -> Dict[str, Tensor]:
         """RGB outputs, plus feature maps when training in the feature phase and relevancy maps in eval."""
         outputs = super().get_outputs(camera)
@@ -158,10 +187,13 @@ class FMGSModel(VLMFastGSModel):
                 outputs.update(self.render_feature_maps(camera))
             return outputs
         teacher = self.clip_teacher
-        if teacher is None or not teacher.positives:
+        query = teacher is not None and bool(teacher.positives)
+        if not (query or self._eval_feature_outputs):
             return outputs
         features = self.render_feature_maps(camera)
-        if not features:
+        if self._eval_feature_outputs:
+            outputs.update(features)
+        if not (features and query):
             return outputs
         rgb = outputs["rgb"]
         rel = teacher.relevancy(features["fmgs_clip"])  # [h, w, P]
@@ -208,3 +240,44 @@ class FMGSModel(VLMFastGSModel):
             rendered = resize_feature_map(outputs["fmgs_clip"].detach(), tuple(target.shape[:2]))
             metrics["clip_cosine"] = F.cosine_similarity(rendered, target, dim=-1).mean()
         return metrics
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """Splatfacto's image metrics plus feature fidelity and LERF-OVS sums when ``outputs`` has feature maps.
+
+        Args:
+            outputs: Eval outputs; ``fmgs_clip`` [h, w, Dc] and ``fmgs_dino`` [h, w, Dd] are present under
+                :meth:`feature_outputs`.
+            batch: Eval batch: ``image`` [H, W, 3], and from the fmgs datamanager ``fmgs_clip`` [h', w', Dc],
+                ``fmgs_dino`` [h'', w'', Dd] and (with ``eval_labels``) ``fmgs_labels`` (a ``FrameLabels``).
+
+        Returns:
+            ``(metrics, images)``: PSNR/SSIM (LPIPS when available) as splatfacto; ``feature_fidelity_clip`` /
+            ``feature_fidelity_dino`` (mean cosine with the teacher maps, :func:`~fmgs_field.evaluation.
+            feature_fidelity`); with labels the per-frame sums of :func:`~fmgs_field.evaluation.frame_label_sums`
+            (relevancy to each labelled category against the canonical negatives, LangSplat protocol at label
+            resolution; zeros for an unlabelled frame). ``images`` is splatfacto's.
+        """
+        metrics, images = super().get_image_metrics_and_images(outputs, batch)
+        if "fmgs_clip" not in outputs:
+            return metrics, images
+        for key in ("clip", "dino"):
+            if f"fmgs_{key}" in batch:
+                target = batch[f"fmgs_{key}"].to(self.device)
+                metrics[f"feature_fidelity_{key}"] = float(feature_fidelity(outputs[f"fmgs_{key}"], target))
+        labels: Optional[FrameLabels] = batch.get("fmgs_labels")  # type: ignore[assignment]
+        if labels is not None and self.clip_teacher is not None:
+            results = {}
+            if labels.masks:
+                categories = list(labels.masks)
+                rel = frame_relevancies(
+                    outputs["fmgs_clip"],
+                    categories,
+                    self.clip_teacher.encode_text(categories).to(self.device),
+                    self.clip_teacher.canonical_neg_embeds.to(self.device),
+                    (labels.height, labels.width),
+                )
+                results = evaluate_frame(rel, labels)
+            metrics.update(frame_label_sums(results))
+        return metrics, images

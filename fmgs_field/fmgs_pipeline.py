@@ -1,19 +1,25 @@
-"""fmgs pipeline: a VanillaPipeline that hands the datamanager's CLIP teacher to the model.
+"""fmgs pipeline: a VanillaPipeline that hands the datamanager's CLIP teacher to the model and evaluates features.
 
-Only there to share one CLIP teacher between the datamanager (hybrid CLIP training maps) and the model (text queries
-and the viewer's "FMGS Positives" field), as lerf:lerf/lerf_pipeline.py shares its image encoder. It calls
-``super().__init__`` (keeping splatfacto's seed points, STYLE.md §7) and attaches the teacher afterwards.
+- It shares one CLIP teacher between the datamanager (hybrid CLIP training maps) and the model (text queries and the
+  viewer's "FMGS Positives"/"FMGS Negatives" fields), as lerf:lerf/lerf_pipeline.py shares its image encoder. It calls
+  ``super().__init__`` (keeping splatfacto's seed points, STYLE.md §7) and attaches the teacher afterwards.
+- Evaluation (``ns-eval``, the trainer's eval callbacks) runs the model under
+  :meth:`~fmgs_field.fmgs_model.FMGSModel.feature_outputs` on batches with eval teacher maps (and LERF-OVS labels),
+  so the averaged metrics gain ``feature_fidelity_clip``/``feature_fidelity_dino`` and, with labels, ``miou``,
+  ``localization_accuracy`` and ``num_label_queries``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Type
+from pathlib import Path
+from typing import Dict, Literal, Optional, Tuple, Type
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from torch.cuda.amp.grad_scaler import GradScaler
 
-from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
+from fmgs_field.data.fmgs_datamanager import FMGSDataManager, FMGSDataManagerConfig
+from fmgs_field.evaluation import label_metrics_from_means
 from fmgs_field.fmgs_model import FMGSModelConfig
 
 
@@ -53,3 +59,29 @@ class FMGSPipeline(VanillaPipeline):
         teacher = getattr(self.datamanager, "clip_teacher", None)
         if teacher is not None:  # already on ``device`` (a submodule of the datamanager)
             self.model.set_clip_teacher(teacher)
+
+    def get_eval_image_metrics_and_images(self, step: int) -> Tuple[Dict, Dict]:
+        """The parent's one-image evaluation with feature outputs (fidelity metrics; labels give per-frame sums)."""
+        with self.model.feature_outputs():
+            return super().get_eval_image_metrics_and_images(step)
+
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ) -> Dict[str, float]:
+        """Metrics averaged over every eval image, with feature fidelity and, with labels, LERF-OVS scene metrics.
+
+        Args:
+            step: Training step (unused, as in the parent).
+            output_path: Folder for the rendered images, or None.
+            get_std: Also report each metric's standard deviation.
+
+        Returns:
+            ``psnr``, ``ssim``, ..., ``feature_fidelity_clip``, ``feature_fidelity_dino``, and with labels ``miou``,
+            ``localization_accuracy`` and ``num_label_queries`` (over all (frame, category) pairs).
+        """
+        if not isinstance(self.datamanager, FMGSDataManager):
+            return super().get_average_eval_image_metrics(step, output_path, get_std)
+        batches = self.datamanager.eval_batches()
+        with self.model.feature_outputs():
+            metrics = self.get_average_image_metrics(batches, "eval", step, output_path, get_std)
+        return label_metrics_from_means(metrics, len(batches))

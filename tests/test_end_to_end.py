@@ -28,9 +28,22 @@ def _config(root: Path) -> Path:
     return configs[-1]
 
 
+# Weights-free guidance (no Qwen3-VL weights in CI) on a schedule compressed into 100 steps: detail queries at
+# 10, 20, 30, subject at 40, 60, artifacts at 50, 70; answers are applied at the refine steps 20, 40, 60, 80.
+GUIDANCE_FLAGS = (
+    "--pipeline.guidance.source", "image-evidence", "--pipeline.guidance.wait-for-results", "True",
+    "--pipeline.guidance.schedule.detail-start", "10", "--pipeline.guidance.schedule.detail-stop", "40",
+    "--pipeline.guidance.schedule.detail-every", "10", "--pipeline.guidance.schedule.subject-start", "40",
+    "--pipeline.guidance.schedule.subject-stop", "70", "--pipeline.guidance.schedule.subject-every", "20",
+    "--pipeline.guidance.schedule.artifacts-start", "50", "--pipeline.guidance.schedule.artifacts-stop", "80",
+    "--pipeline.guidance.schedule.artifacts-every", "20",
+)
+
+
 @pytest.fixture(scope="module")
 def beer_can_run(tmp_path_factory) -> Path:
-    """vlm-fastgs (FastGS strategy) trained 100 steps on beer_can (4x), via the colmap subcommand with no path flags."""
+    """vlm-fastgs (FastGS strategy) trained 100 steps on beer_can (4x), via the colmap subcommand with no path flags,
+    guided by the weights-free image-evidence source through all three phases."""
     scene = shared_scene("beer_can")
     out = tmp_path_factory.mktemp("runs")
     result = _cli(
@@ -38,10 +51,35 @@ def beer_can_run(tmp_path_factory) -> Path:
         "--max-num-iterations", "100", "--vis", "tensorboard", "--steps-per-save", "100",
         "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "1000",
         "--pipeline.model.fastgs.refine-start-iter", "10", "--pipeline.model.fastgs.refine-every", "20",
+        *GUIDANCE_FLAGS,
         "colmap", "--downscale-factor", "4",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return _config(out)
+
+
+def test_guidance_phases_ran_and_left_records(beer_can_run):
+    folder = beer_can_run.parent / "guidance"
+    applied = [json.loads(line) for line in (folder / "applied.jsonl").read_text().splitlines()]
+    assert {a["phase"] for a in applied} == {"detail", "subject", "artifacts"}
+    assert {a["step"] for a in applied} <= {20, 40, 60, 80}
+    assert len(list(folder.glob("step_*_view_*.json"))) == 7 * 4  # 7 queries x 4 views
+    assert list(folder.glob("step_00050_artifacts_view_*.png"))
+
+
+def test_missing_vlm_weights_stop_ns_train_with_one_line(transforms_scene, tmp_path):
+    """The default source is the VLM: without its weights (offline, empty cache) ns-train stops before training."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [str(BIN / "ns-train"), "vlm-fastgs", "--data", str(transforms_scene), "--output-dir", str(tmp_path / "out"),
+         "--machine.device-type", "cpu", "--vis", "tensorboard"],
+        capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the VLM guidance source could not load --pipeline.vlm.model-path")
+    assert "--pipeline.guidance.source image-evidence" in last
+    assert not list((tmp_path / "out").rglob("*.ckpt"))
 
 
 def test_train_then_eval(beer_can_run, tmp_path):

@@ -9,6 +9,9 @@ import torch
 from fmgs_field.evaluation import (
     evaluate_frame,
     feature_fidelity,
+    frame_label_sums,
+    frame_relevancies,
+    label_metrics_from_means,
     load_frame_labels,
     load_lerf_ovs_labels,
     localization_hit,
@@ -19,6 +22,7 @@ from fmgs_field.evaluation import (
     relevancy_to_mask,
     summarize,
 )
+from fmgs_field.relevancy import relevancy
 
 
 def _square(x0, y0, x1, y1):
@@ -160,3 +164,27 @@ def test_feature_fidelity():
     rendered[..., 0] = 1.0
     expected = torch.nn.functional.normalize(teacher, dim=-1)[..., 0].mean()
     assert feature_fidelity(rendered, teacher).item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_label_sums_average_to_pair_weighted_metrics():
+    """nerfstudio averages per-frame metrics; sums turn that back into LangSplat's mean over (frame, category)."""
+    frames = [{"cup": (0.5, True), "plate": (0.1, False)}, {"cup": (0.8, True)}, {}]  # the last frame is unlabelled
+    sums = [frame_label_sums(f) for f in frames]
+    assert sums[0] == {"lerf_ovs_iou_sum": 0.6, "lerf_ovs_hits": 1.0, "lerf_ovs_queries": 2.0}
+    assert sums[2] == {"lerf_ovs_iou_sum": 0.0, "lerf_ovs_hits": 0.0, "lerf_ovs_queries": 0.0}
+    averaged = {k: sum(s[k] for s in sums) / 3 for k in sums[0]}
+    averaged.update(psnr=20.0, lerf_ovs_queries_std=0.5)
+    out = label_metrics_from_means(dict(averaged), num_frames=3)
+    assert out["miou"] == pytest.approx((0.5 + 0.1 + 0.8) / 3) == summarize(frames)["miou"]
+    assert out["localization_accuracy"] == pytest.approx(2 / 3) and out["num_label_queries"] == 3.0
+    assert out["psnr"] == 20.0 and not any(k.startswith("lerf_ovs") for k in out)
+    assert label_metrics_from_means({"psnr": 20.0}, 3) == {"psnr": 20.0}
+
+
+def test_frame_relevancies_resize_to_label_resolution():
+    torch.manual_seed(0)
+    features, text, neg = torch.randn(4, 6, 8), torch.randn(2, 8), torch.randn(3, 8)
+    rel = frame_relevancies(features, ["cup", "plate"], text, neg, (8, 12))
+    assert set(rel) == {"cup", "plate"} and rel["plate"].shape == (8, 12)
+    same = frame_relevancies(features, ["cup", "plate"], text, neg, (4, 6))
+    torch.testing.assert_close(same["plate"], relevancy(features, text, neg)[..., 1])

@@ -238,3 +238,29 @@ def test_cached_teacher_features_second_call_hits(tmp_path, tiny_clip_weights):
         assert calls == [] and torch.equal(first[0], second[0])
         assert (tmp_path / teacher.name).is_dir()
     assert cached_teacher_features(teacher, images, None)[0].shape == first[0].shape
+
+
+def test_clip_model_config_file_is_registered_and_checked(tmp_path):
+    from fmgs_field.teachers.clip_teacher import register_model_config
+    from fmgs_field.teachers.tiny import write_tiny_teachers
+
+    clip, dino = write_tiny_teachers(tmp_path, clip_dim=8, dino_dim=12)
+    assert clip.model_config_file.name == "fmgs-tiny-clip-8.json" and dino.backend == "transformers"
+    teacher = clip.setup()
+    assert teacher.feature_dim == 8 and teacher.name == "openclip_fmgs-tiny-clip-8_tiny_clip"
+    assert dino.setup().feature_dim == 12
+    with pytest.raises(MissingWeightsError, match="model_config_file"):
+        register_model_config(CLIPTeacherConfig(model_name="x", model_config_file=tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="model_name"):
+        register_model_config(CLIPTeacherConfig(model_name="other", model_config_file=clip.model_config_file))
+
+
+def test_clip_teacher_negatives(tiny_clip_weights):
+    teacher = _tiny_clip_config(tiny_clip_weights).setup()
+    assert teacher.negatives == ["object", "things", "stuff", "texture"]
+    torch.testing.assert_close(teacher.neg_embeds, teacher.encode_text(teacher.negatives))
+    teacher.set_negatives([" a wall ", "", "a floor"])
+    assert teacher.negatives == ["a wall", "a floor"] and teacher.neg_embeds.shape == (2, 16)
+    teacher.set_negatives([])
+    assert teacher.negatives == ["object", "things", "stuff", "texture"]
+    torch.testing.assert_close(teacher.neg_embeds, teacher.canonical_neg_embeds)

@@ -3,12 +3,12 @@
 import pytest
 import torch
 from gsplat.strategy import DefaultStrategy
-
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.models.splatfacto import SH2RGB
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.strategy import FastGSStrategy
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs

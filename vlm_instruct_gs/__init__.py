@@ -1,5 +1,4 @@
-"""vlm-fastgs: VLM-guided FastGS splatting as a nerfstudio method."""
+"""vlm-fastgs: VLM-guided FastGS splatting as a nerfstudio method.
 
-from vlm_instruct_gs.compat import allow_nerfstudio_checkpoints
-
-allow_nerfstudio_checkpoints()
+Kept import-light: ``vlm_instruct_gs.strategy`` and ``vlm_instruct_gs.rendering`` need only torch and gsplat.
+"""

@@ -2,6 +2,11 @@
 
 It drives the same command-line tools a user runs, so a green demo means the installed plugin works end to end.
 Small enough for a laptop CPU in a few minutes; on a CUDA machine it uses the GPU.
+
+It runs offline: guidance comes from the weights-free image-evidence source (``--pipeline.guidance.source
+image-evidence``) instead of the default Qwen3-VL, whose weights a fresh machine does not have. Guidance records land in
+``<run>/guidance``; with the default 1500 steps only phase 1 (detail, from step 500) fires, ``--iterations 20000`` runs
+all three phases.
 """
 
 from __future__ import annotations
@@ -26,9 +31,28 @@ def _run(cmd: List[str]) -> None:
         raise SystemExit(f"error: {cmd[0]} failed with exit code {result.returncode}")
 
 
+# vlm-fastgs's 20k-step schedule (FastGS strategy, then guidance phases), scaled to a shorter demo run.
+_FASTGS_STEPS = {"refine-start-iter": 500, "refine-every": 500, "refine-stop-iter": 15000, "reset-every": 3000,
+                 "final-prune-start-iter": 15000, "final-prune-stop-iter": 20000, "final-prune-every": 3000}
+_GUIDANCE_STEPS = {f"{phase}-{key}": value for phase, (start, stop, every) in
+                   {"detail": (500, 8000, 500), "subject": (8000, 14000, 1000), "artifacts": (10000, 15000, 1000)}.items()
+                   for key, value in (("start", start), ("stop", stop), ("every", every))}
+
+
+def scaled_schedule(iterations: int, full: int = 20000) -> List[str]:
+    """ns-train flags that compress the FastGS and guidance schedules from ``full`` steps to ``iterations`` steps."""
+    scale = iterations / full
+    flags: List[str] = []
+    for name, steps in _FASTGS_STEPS.items():
+        flags += [f"--pipeline.model.fastgs.{name}", str(max(1, round(steps * scale)))]
+    for name, steps in _GUIDANCE_STEPS.items():
+        flags += [f"--pipeline.guidance.schedule.{name}", str(max(1, round(steps * scale)))]
+    return flags
+
+
 def latest_config(run_root: Path) -> Path:
-    """Newest ``config.yml`` under ``run_root`` (ns-train writes ``<root>/<method>/<timestamp>/config.yml``)."""
-    configs = sorted(run_root.glob("*/*/config.yml"), key=lambda p: p.stat().st_mtime)
+    """Newest ``config.yml`` under ``run_root`` (ns-train writes ``<root>/<experiment>/<method>/<timestamp>/``)."""
+    configs = sorted(run_root.glob("**/config.yml"), key=lambda p: p.stat().st_mtime)
     if not configs:
         raise SystemExit(f"error: no config.yml under {run_root}; did ns-train run?")
     return configs[-1]
@@ -46,6 +70,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not (scene / "transforms.json").exists():
         print(f"Rendering the built-in scene into {scene}", flush=True)
         write_synthetic_scene(scene)
+    print("Guidance: weights-free image evidence (no VLM download); pass a Qwen3-VL to ns-train for VLM guidance")
     runs = args.out / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     steps = str(args.iterations)
@@ -55,6 +80,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         "--steps-per-save", steps, "--steps-per-eval-image", steps, "--steps-per-eval-all-images", "1000000",
         "--pipeline.model.num-downscales", "0", "--pipeline.model.sh-degree-interval", str(max(args.iterations // 4, 1)),
         "--logging.local-writer.max-log-size", "0",
+        "--pipeline.guidance.source", "image-evidence",  # offline: no VLM weights needed
+        *scaled_schedule(args.iterations),
     ])
     config = latest_config(runs)
     eval_json = args.out / "eval.json"

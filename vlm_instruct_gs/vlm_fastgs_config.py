@@ -7,11 +7,11 @@ from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatama
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
+from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
 
 MAX_STEPS = 20000
 
@@ -52,7 +52,7 @@ vlm_fastgs = MethodSpecification(
         steps_per_eval_all_images=5000,
         max_num_iterations=MAX_STEPS,
         mixed_precision=False,
-        pipeline=VanillaPipelineConfig(
+        pipeline=VLMFastGSPipelineConfig(
             datamanager=FullImageDatamanagerConfig(
                 dataparser=SceneDataParserConfig(),
                 cache_images_type="uint8",
@@ -63,5 +63,8 @@ vlm_fastgs = MethodSpecification(
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
     ),
-    description="VLM-guided FastGS splatting from 100 random points (20k steps); CPU via --machine.device-type cpu",
+    description=(
+        "VLM-guided FastGS splatting from 100 random points (20k steps); needs Qwen3-VL weights "
+        "(--pipeline.vlm.model-path) or --pipeline.guidance.source image-evidence|none; CPU via --machine.device-type cpu"
+    ),
 )

@@ -11,6 +11,8 @@ method needs:
   model's device; splatfacto's SfM branch hard-codes ``.cuda()``.
 - LPIPS degrades to "unavailable" offline (:mod:`vlm_instruct_gs.compat`).
 - Densification goes through ``self.strategy`` (a gsplat ``Strategy``), fed by the ``info`` dict of every render.
+- VLM guidance (:mod:`vlm_instruct_gs.guidance.guidance_controller`), when the pipeline attaches a controller,
+  reaches the strategy only through ``guidance=`` in ``step_post_backward``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,14 @@ from nerfstudio.models.splatfacto import (
 )
 from torch import Tensor
 
-from vlm_instruct_gs.compat import OptionalLPIPS, offline_safe_lpips
+from vlm_instruct_gs.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceController
+from vlm_instruct_gs.guidance.snapshots import RenderedView
 from vlm_instruct_gs.rendering import rasterize
 from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
+
+# ns-train/ns-eval/ns-viewer/ns-render import this module (method registry or config.yml) before their torch.load
+allow_nerfstudio_checkpoints()
 
 
 @dataclass
@@ -127,6 +134,11 @@ class VLMFastGSModel(SplatfactoModel):
             self.strategy = replace(self.config.fastgs)
             self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self._train_views: Optional[TrainViews] = None
+        self._guidance: Optional[GuidanceController] = None
+
+    def attach_guidance(self, controller: Optional[GuidanceController]) -> None:
+        """Let ``controller`` query at its schedule steps and guide the FastGS strategy (None detaches it)."""
+        self._guidance = controller
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         """Splatfacto's callbacks; also keeps the training views for FastGS's multi-view scores."""
@@ -139,15 +151,40 @@ class VLMFastGSModel(SplatfactoModel):
         return super().get_training_callbacks(training_callback_attributes)
 
     def step_post_backward(self, step: int) -> None:
-        """Run the strategy after the optimizer step; FastGS gets multi-view scores when it asks for them."""
+        """Run the strategy after the optimizer step; FastGS gets multi-view scores when it asks for them and the
+        guidance controller's per-Gaussian guidance at refinement steps; then the controller queries, if due."""
         assert step == self.step
         kwargs = {}
+        guidance = self._guidance if isinstance(self.strategy, FastGSStrategy) else None
         if isinstance(self.strategy, FastGSStrategy):
             wants = self.strategy.wants_view_scores(step)
             kwargs["view_scores"] = self.score_views(self.strategy.num_score_views) if wants else None
+        if guidance is not None:
+            kwargs["guidance"] = guidance.guidance_for_step(
+                step, self.strategy, self.render_guidance_view, self.num_points, self.device
+            )
         self.strategy.step_post_backward(
             params=self.gauss_params, optimizers=self.optimizers, state=self.strategy_state, step=step,
             info=self.info, packed=False, **kwargs,
+        )
+        if guidance is not None and self._train_views is not None:
+            views = self._train_views
+            guidance.after_step(step, self.render_guidance_view, views.cameras, views.images)
+
+    @torch.no_grad()
+    def render_guidance_view(self, camera: Cameras) -> RenderedView:
+        """Render one camera (no camera optimiser, eval background) at the current training resolution, for guidance.
+
+        Returns:
+            rgb [H,W,3], expected depth [H,W], alpha [H,W] and the projection (means2d [1,N,2], radii, depths [1,N]).
+        """
+        camera = camera.to(self.device)
+        params = {k: self.gauss_params[k] for k in self.gauss_params.keys()}
+        render, alpha, info = self._rasterize(params, camera, camera.camera_to_worlds, "RGB+ED")
+        rgb = (render[0, ..., :3] + (1 - alpha[0]) * self.background_color.to(self.device)).clamp(0, 1)
+        return RenderedView(
+            rgb=rgb, depth=render[0, ..., 3], alpha=alpha[0, ..., 0], means2d=info["means2d"].detach(),
+            radii=info["radii"], depths=info["depths"].detach(),
         )
 
     # ------------------------------------------------------------------ rendering

@@ -39,6 +39,9 @@ class CLIPTeacherConfig(FeatureTeacherConfig):
     _target: Type = field(default_factory=lambda: CLIPTeacher)
     model_name: str = "ViT-B-16"
     """OpenCLIP architecture name (``open_clip.list_models()``)."""
+    model_config_file: Optional[Path] = None
+    """Local OpenCLIP architecture JSON (e.g. a tiny offline model); registered before loading. Its file stem must
+    equal model_name."""
     pretrained: str = "laion2b_s34b_b88k"
     """Weights: a checkpoint file, or an OpenCLIP tag of ``model_name`` already in the local Hugging Face cache."""
     cache_dir: Optional[str] = None
@@ -60,7 +63,7 @@ class CLIPTeacherConfig(FeatureTeacherConfig):
     negatives: Tuple[str, ...] = CANONICAL_NEGATIVES
     """Canonical negative phrases for relevancy."""
     viewer_positives: bool = True
-    """Add a "FMGS Positives" ViewerText; its ';'-separated phrases become the positive queries."""
+    """Add "FMGS Positives" and "FMGS Negatives" ViewerText fields (';'-separated phrases) to ns-viewer."""
 
 
 def resolve_clip_weights(config: CLIPTeacherConfig) -> str:
@@ -113,6 +116,23 @@ def resolve_clip_weights(config: CLIPTeacherConfig) -> str:
     )
 
 
+def register_model_config(config: CLIPTeacherConfig) -> None:
+    """Registers ``config.model_config_file`` with OpenCLIP (no-op when it is None).
+
+    Raises:
+        MissingWeightsError: The file does not exist.
+        ValueError: Its stem differs from ``config.model_name`` (OpenCLIP names a config after its file).
+    """
+    if config.model_config_file is None:
+        return
+    path = Path(config.model_config_file).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(f"CLIPTeacherConfig.model_config_file (= {str(path)!r}) does not exist")
+    if path.stem != config.model_name:
+        raise ValueError(f"CLIPTeacherConfig.model_config_file {path.name} must be named <model_name>.json")
+    open_clip.add_model_config(path)
+
+
 class CLIPTeacher(FeatureTeacher):
     """OpenCLIP image/text encoder: hybrid CLIP maps for training, text embeddings for relevancy queries.
 
@@ -124,6 +144,7 @@ class CLIPTeacher(FeatureTeacher):
 
     def __init__(self, config: CLIPTeacherConfig) -> None:
         super().__init__(config)
+        register_model_config(config)
         weights = resolve_clip_weights(config)
         kwargs: Dict[str, Any] = {}
         tag_cfg = open_clip.get_pretrained_cfg(config.model_name, config.pretrained)
@@ -140,12 +161,21 @@ class CLIPTeacher(FeatureTeacher):
         self.std: Tuple[float, ...] = tuple(pre["std"])
         self.tokenizer = open_clip.get_tokenizer(config.model_name)
         self.positives: List[str] = []
-        self.register_buffer("neg_embeds", self.encode_text(list(config.negatives)), persistent=False)
+        self.negatives: List[str] = list(config.negatives)
+        # canonical_neg_embeds: the configured negatives (evaluation); neg_embeds: the current ones (viewer-editable)
+        self.register_buffer("canonical_neg_embeds", self.encode_text(self.negatives), persistent=False)
+        self.register_buffer("neg_embeds", self.canonical_neg_embeds.clone(), persistent=False)
         self._dim = self.neg_embeds.shape[-1]
         self.register_buffer("pos_embeds", torch.zeros(0, self._dim), persistent=False)
         if config.viewer_positives:
             self.positives_text = ViewerText(
                 "FMGS Positives", "", cb_hook=self._on_positives, hint="';'-separated text queries"
+            )
+            self.negatives_text = ViewerText(
+                "FMGS Negatives",
+                ";".join(config.negatives),
+                cb_hook=self._on_negatives,
+                hint="';'-separated negative phrases (empty: the configured canonical negatives)",
             )
 
     @property
@@ -206,11 +236,28 @@ class CLIPTeacher(FeatureTeacher):
         else:
             self.pos_embeds = torch.zeros(0, self._dim, device=self.neg_embeds.device)
 
+    def set_negatives(self, texts: Sequence[str]) -> None:
+        """Sets the negative phrases (blank entries dropped) and caches their embeddings in ``neg_embeds``.
+
+        Args:
+            texts: Phrases; an empty list restores the configured ``negatives``.
+        """
+        phrases = [t.strip() for t in texts if t.strip()]
+        if phrases:
+            self.negatives = phrases
+            self.neg_embeds = self.encode_text(phrases)
+        else:
+            self.negatives = list(self.config.negatives)
+            self.neg_embeds = self.canonical_neg_embeds.clone()
+
     def _on_positives(self, element: ViewerText) -> None:  # viewer callback: state update only
         self.set_positives(element.value.split(";"))
 
+    def _on_negatives(self, element: ViewerText) -> None:  # viewer callback: state update only
+        self.set_negatives(element.value.split(";"))
+
     def relevancy(self, features: Float[Tensor, "*bs D"]) -> Float[Tensor, "*bs P"]:
-        """LERF relevancy of ``features`` to the current positives against the configured negatives.
+        """LERF relevancy of ``features`` to the current positives against the current negatives (``neg_embeds``).
 
         Args:
             features: CLIP features. [..., D]

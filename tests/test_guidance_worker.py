@@ -1,0 +1,138 @@
+"""The guidance worker (inline and threaded) and the controller applying answers at the next refinement step."""
+
+import threading
+import time
+
+import pytest
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceController
+from vlm_instruct_gs.guidance.parsing import Box, GuidanceSource
+from vlm_instruct_gs.guidance.phases import GuidanceSchedule
+from vlm_instruct_gs.guidance.snapshots import RenderedView
+from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceWorker
+
+
+def _job(step, phase="detail"):
+    return GuidanceJob(phase=phase, step=step, views=())
+
+
+def _echo(job):
+    return GuidanceResult(job=job, boxes=(), answers=())
+
+
+def test_synchronous_worker_answers_inline():
+    worker = GuidanceWorker(_echo, asynchronous=False)
+    assert worker.submit(_job(3)) and worker.pending == 0
+    assert [r.job.step for r in worker.collect()] == [3] and worker.collect() == []
+
+
+def test_threaded_worker_answers_off_thread_and_waits_on_request():
+    gate, threads = threading.Event(), []
+
+    def handler(job):
+        threads.append(threading.current_thread().name)
+        gate.wait(5)
+        return _echo(job)
+
+    worker = GuidanceWorker(handler, asynchronous=True, max_pending=2)
+    assert worker.submit(_job(2)) and worker.submit(_job(4))
+    assert not worker.submit(_job(6)) and worker.dropped == 1  # two already pending
+    assert worker.collect() == [] and worker.pending == 2  # nothing answered yet: training goes on
+    gate.set()
+    assert [r.job.step for r in worker.collect(wait=True, timeout=5)] == [2, 4]
+    assert threads == ["vlm-guidance", "vlm-guidance"] and worker.pending == 0
+    worker.close()
+
+
+def test_a_failing_handler_never_raises_into_training():
+    def handler(job):
+        raise RuntimeError("model exploded")
+
+    for asynchronous in (False, True):
+        worker = GuidanceWorker(handler, asynchronous=asynchronous)
+        worker.submit(_job(1))
+        assert worker.collect(wait=True, timeout=5) == [] and worker.pending == 0
+        worker.close()
+
+
+class _FixedSource(GuidanceSource):
+    """Left half of every image, optionally after a gate opens."""
+
+    def __init__(self, gate=None):
+        self.gate = gate
+
+    def boxes(self, phase, images, **evidence):
+        if self.gate is not None:
+            self.gate.wait(5)
+        return [[Box.make(0, 0, 500, 1000, "left")] for _ in images]
+
+
+class _Scene:
+    """Four 16x12 cameras and N Gaussians on a row (x from 0.5 to 15.5 px), N changeable between calls."""
+
+    def __init__(self, n=16):
+        self.n = n
+        self.cameras = Cameras(camera_to_worlds=torch.eye(4)[:3].expand(4, 3, 4), fx=10.0, fy=10.0, cx=8.0, cy=6.0,
+                               width=16, height=12, camera_type=CameraType.PERSPECTIVE)
+        self.images = [{"image": torch.full((12, 16, 3), 100, dtype=torch.uint8)} for _ in range(4)]
+
+    def render(self, camera):
+        x = torch.linspace(0.5, 15.5, self.n)
+        means2d = torch.stack([x, torch.full_like(x, 6.0)], -1)[None]
+        return RenderedView(rgb=torch.full((12, 16, 3), 0.5), depth=torch.full((12, 16), 2.0),
+                            alpha=torch.ones(12, 16), means2d=means2d, radii=torch.ones(1, self.n, dtype=torch.int32),
+                            depths=torch.full((1, self.n), 2.0))
+
+
+class _Strategy:
+    guidance_prune_thresh = 0.5
+
+    @staticmethod
+    def is_refine_step(step):
+        return step % 4 == 0
+
+    @staticmethod
+    def is_final_prune_step(step):
+        return False
+
+
+def _controller(source, **kwargs):
+    schedule = GuidanceSchedule(detail_start=2, detail_stop=3, detail_every=1, subject_every=0, artifacts_every=0)
+    return GuidanceController(GuidanceConfig(source="image-evidence", schedule=schedule, detail_views=2,
+                                             log_images=False, **kwargs), source)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_answers_are_applied_at_the_next_refine_step_to_the_then_current_gaussians(asynchronous):
+    scene, strategy = _Scene(16), _Strategy()
+    ctrl = _controller(_FixedSource(), asynchronous=asynchronous, wait_for_results=True)
+    for step in range(0, 4):
+        assert ctrl.guidance_for_step(step, strategy, scene.render, scene.n, torch.device("cpu")) is None
+        ctrl.after_step(step, scene.render, scene.cameras, scene.images)  # queries at step 2 only
+    scene.n = 24  # the strategy densified in between: the answer is mapped to the 24 current Gaussians
+    guidance = ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))
+    assert set(guidance) == {"densify"} and guidance["densify"].shape == (24,)
+    x = torch.linspace(0.5, 15.5, 24)
+    assert bool((guidance["densify"][x < 7] == 1).all()) and bool((guidance["densify"][x > 9] == 0).all())
+    assert [(a["step"], a["query_step"], a["phase"]) for a in ctrl.applied] == [(4, 2, "detail")]
+    assert ctrl.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu")) is None  # applied once
+    ctrl.close()
+
+
+def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
+    scene, strategy, gate = _Scene(16), _Strategy(), threading.Event()
+    ctrl = _controller(_FixedSource(gate), asynchronous=True)
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images)
+    start = time.perf_counter()
+    assert ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu")) is None
+    assert time.perf_counter() - start < 1.0  # did not wait for the source
+    gate.set()
+    deadline = time.time() + 5
+    while ctrl.worker.pending and time.time() < deadline:
+        time.sleep(0.01)
+    guidance = ctrl.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu"))
+    assert guidance is not None and float(guidance["densify"].max()) == 1.0
+    assert ctrl.applied[0]["step"] == 8 and ctrl.applied[0]["query_step"] == 2
+    ctrl.close()

@@ -1,0 +1,275 @@
+"""Guided training on CPU: the phases fire in a short in-process run and change the Gaussians versus no guidance."""
+
+import json
+import logging
+import random
+
+import numpy as np
+import pytest
+import torch
+from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
+from nerfstudio.engine.callbacks import TrainingCallbackAttributes
+from nerfstudio.engine.optimizers import Optimizers
+from nerfstudio.utils import writer
+from nerfstudio.viewer.utils import parse_object
+from nerfstudio.viewer.viewer_elements import ViewerText
+from PIL import Image
+
+import vlm_instruct_gs.strategy.fastgs as fastgs_module
+from tests.conftest import look_at
+from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceSetupError
+from vlm_instruct_gs.guidance.phases import GuidanceSchedule
+from vlm_instruct_gs.guidance.vlm_backend import VLMBackend, VLMBackendConfig
+from vlm_instruct_gs.strategy import FastGSStrategy
+from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
+from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
+from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
+
+STEPS = 12
+SCHEDULE = GuidanceSchedule(detail_start=2, detail_stop=6, detail_every=2, subject_start=6, subject_stop=10,
+                            subject_every=2, artifacts_start=8, artifacts_stop=12, artifacts_every=2)
+"""Queries at 2, 4 (detail), 6, 8 (subject), 8, 10 (artifacts); answers applied at the next refine step."""
+ANSWER = '```json\n[{"bbox_2d": [100, 200, 600, 900], "label": "brick texture"}]\n```'
+
+
+class FixedAnswerBackend(VLMBackend):
+    """A VLM that gives the same answer about every image (``answer`` class attribute)."""
+
+    answer = ANSWER
+
+    def ask(self, images, prompt):
+        return [self.answer] * len(images)
+
+
+class EmptyAnswerBackend(FixedAnswerBackend):
+    answer = "[]"
+
+
+class FloaterAnswerBackend(FixedAnswerBackend):
+    answer = '[{"bbox_2d": [0, 0, 1000, 1000], "label": "floating blobs"}]'
+
+
+def _pipeline(scene, source="none", strategy=None, vlm=None, test_mode="val", **guidance):
+    strategy = strategy or FastGSStrategy(refine_start_iter=1, refine_every=2, refine_stop_iter=STEPS + 1,
+                                          num_score_views=3, densify_min_count=200.0, guidance_densify_scale=0.005)
+    guidance = {"schedule": SCHEDULE, "detail_views": 2, "subject_views": 2, "artifacts_views": 2,
+                "asynchronous": False, **guidance}
+    config = VLMFastGSPipelineConfig(
+        datamanager=FullImageDatamanagerConfig(
+            dataparser=SceneDataParserConfig(data=scene, num_random_points=60), cache_images_type="uint8"
+        ),
+        model=VLMFastGSModelConfig(num_downscales=0, fastgs=strategy),
+        guidance=GuidanceConfig(source=source, **guidance),
+        vlm=vlm or VLMBackendConfig(),
+    )
+    random.seed(0)
+    torch.manual_seed(0)  # the random initial points
+    return config.setup(device="cpu", test_mode=test_mode)
+
+
+def _train(pipeline, steps=STEPS, out_dir=None):
+    """Drive training steps as nerfstudio's Trainer does; returns the final means. Seeded after set-up."""
+    model = pipeline.model
+    optimizers = Optimizers(vlm_fastgs.config.optimizers, model.get_param_groups())
+    pipeline.get_training_callbacks(TrainingCallbackAttributes(optimizers, None, pipeline, None))
+    if pipeline.guidance is not None:
+        pipeline.guidance.set_output_dir(out_dir)
+    random.seed(0)
+    torch.manual_seed(0)
+    model.train()
+    for step in range(1, steps + 1):
+        model.step_cb(optimizers, step)
+        camera, batch = pipeline.datamanager.next_train(step)
+        loss = sum(model.get_loss_dict(model(camera), batch).values())
+        loss.backward()
+        optimizers.optimizer_step_all()
+        optimizers.zero_grad_all()
+        model.step_post_backward(step)
+    if pipeline.guidance is not None:
+        pipeline.guidance.close()
+    return model.gauss_params["means"].detach().clone()
+
+
+def _same(a, b):
+    return a.shape == b.shape and torch.equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """conftest's transforms_scene, built once for the module: 8 noise images (32x24) from a ring of cameras."""
+    path = tmp_path_factory.mktemp("scene")
+    rng = np.random.default_rng(0)
+    (path / "images").mkdir()
+    frames = []
+    for i in range(8):
+        a = 2 * np.pi * i / 8
+        name = f"images/{i:03d}.png"
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path / name)
+        frames.append({"file_path": name, "transform_matrix": look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]).tolist()})
+    meta = {"camera_model": "OPENCV", "fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 12.0, "w": 32, "h": 24,
+            "frames": frames}
+    (path / "transforms.json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture(scope="module")
+def unguided(scene):
+    """Final means of the unguided run, by number of steps (computed once)."""
+    cache = {}
+
+    def run(steps=STEPS):
+        if steps not in cache:
+            cache[steps] = _train(_pipeline(scene, "none"), steps=steps)
+        return cache[steps]
+
+    return run
+
+
+def test_image_evidence_phases_fire_and_change_training(scene, unguided, tmp_path):
+    pipeline = _pipeline(scene, "image-evidence")
+    assert pipeline.guidance is not None and pipeline.guidance.source.__class__.__name__ == "ImageEvidenceGuide"
+    n_images = len(writer.EVENT_STORAGE)
+    guided = _train(pipeline, out_dir=tmp_path / "guidance")
+    applied = pipeline.guidance.applied
+    assert {a["phase"] for a in applied} == {"detail", "subject", "artifacts"}
+    assert [(a["step"], a["query_step"]) for a in applied if a["phase"] == "artifacts"] == [(10, 8), (12, 10)]
+    assert not _same(guided, unguided())  # guidance changed which Gaussians were densified or pruned
+    # every call is on disk: image, JSON (boxes, camera) and the mask where boxes were found
+    records = sorted((tmp_path / "guidance").glob("step_*_view_*.json"))
+    assert len(records) == 12  # 6 queries x 2 views
+    rec = json.loads((tmp_path / "guidance" / "step_00008_artifacts_view_00.json").read_text())
+    assert rec["view_id"].startswith("novel_") and (tmp_path / "guidance" / rec["image"]).is_file()
+    assert len((tmp_path / "guidance" / "applied.jsonl").read_text().splitlines()) == len(applied)
+    assert any(json.loads(r.read_text())["mask"] for r in records)
+    names = {e["name"] for e in writer.EVENT_STORAGE[n_images:]}
+    assert {"guidance/detail", "guidance/subject"} <= names  # TensorBoard images
+    assert pipeline.guidance_status.value.startswith("refinement | last: artifacts@10")
+    elements = dict(parse_object(pipeline, ViewerText, "Custom Elements"))  # how the viewer finds it
+    assert elements["Custom Elements/guidance_status"].disabled
+    # guidance adds nothing to checkpoints: the phase is a function of the step
+    assert set(pipeline.model.state_dict()) == set(_pipeline(scene, "none").model.state_dict())
+
+
+def test_empty_answers_leave_training_unchanged_and_threaded_matches_inline(scene, unguided):
+    empty = _pipeline(scene, "vlm", vlm=VLMBackendConfig(_target=EmptyAnswerBackend))
+    assert _same(_train(empty), unguided())  # runs are deterministic, so any difference elsewhere is guidance
+    fixed = _train(_pipeline(scene, "vlm", vlm=VLMBackendConfig(_target=FixedAnswerBackend)))
+    threaded = _pipeline(scene, "vlm", vlm=VLMBackendConfig(_target=FixedAnswerBackend),
+                         asynchronous=True, wait_for_results=True)
+    assert _same(_train(threaded), fixed) and not _same(fixed, unguided())
+
+
+def test_fixed_answer_densifies_exactly_the_gaussians_under_the_box(scene, monkeypatch):
+    """Unguided, nothing passes VCD (threshold 1e9); guidance g lowers it to 1e9 * 1e-12 ** g under the box only."""
+    strategy = FastGSStrategy(refine_start_iter=1, refine_every=2, refine_stop_iter=10, num_score_views=3,
+                              densify_min_count=1e9, guidance_densify_scale=1e-12, grow_grad2d=0.0,
+                              grow_grad2d_abs=0.0, refine_opa_clamp=1.0)
+    schedule = GuidanceSchedule(detail_start=2, detail_stop=3, detail_every=1, subject_every=0, artifacts_every=0)
+    pipeline = _pipeline(scene, "vlm", strategy=strategy, vlm=VLMBackendConfig(_target=FixedAnswerBackend),
+                         schedule=schedule, detail_views=1)
+    model = pipeline.model
+    seen, grown = {}, []
+    for op in ("duplicate", "split"):
+        original = getattr(fastgs_module, op)
+
+        def record(*args, _original=original, **kwargs):
+            grown.append(kwargs["mask"].clone())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(fastgs_module, op, record)
+    step_post_backward = model.strategy.step_post_backward
+
+    def recorder(**kwargs):
+        if kwargs.get("guidance") is not None:
+            view = pipeline.guidance.applied[-1]["views"][0]
+            i = int(view.split("_")[1])
+            seen.update(kwargs, render=model.render_guidance_view(pipeline.datamanager.train_cameras[i : i + 1]))
+        return step_post_backward(**kwargs)
+
+    monkeypatch.setattr(model.strategy, "step_post_backward", recorder)
+    _train(pipeline, steps=4)
+    assert seen["step"] == 4  # the query of step 2 lands at the next refine step
+    g = seen["guidance"]["densify"]
+    out = seen["render"]
+    H, W = out.depth.shape
+    c0, c1, r0, r1 = 3, 20, 4, 22  # bbox_2d [100, 200, 600, 900] of a 32x24 image: columns [3, 20), rows [4, 22)
+    expected = torch.zeros_like(g)
+    for k in range(g.shape[0]):  # slow reference: share of footprint pixels inside the box
+        mx, my = out.means2d[0, k].tolist()
+        r = float(out.radii[0, k]) if out.radii.dim() == 2 else float(out.radii[0, k].min())
+        pix = [(y, x) for y in range(H) for x in range(W)
+               if r > 0 and mx - r <= x + 0.5 <= mx + r and my - r <= y + 0.5 <= my + r]
+        if pix:
+            expected[k] = sum(r0 <= y < r1 and c0 <= x < c1 for y, x in pix) / len(pix)
+    torch.testing.assert_close(g, expected, atol=1e-5, rtol=0)
+    assert 0 < int((g > 0).sum()) < g.shape[0]
+    threshold = torch.full_like(g, 1e9) * 1e-12**g
+    should_grow = seen["view_scores"]["densify_score"] > threshold
+    assert len(grown) >= 1 and bool(should_grow.any())
+    did_grow = grown[0] | (grown[1][: g.shape[0]] if len(grown) > 1 else torch.zeros_like(grown[0]))
+    assert torch.equal(did_grow, should_grow) and bool((g[did_grow] > 0).all())
+
+
+def test_floater_answers_prune_gaussians_in_front_of_the_surface(scene, unguided):
+    schedule = GuidanceSchedule(detail_every=0, subject_every=0, artifacts_start=2, artifacts_stop=3,
+                                artifacts_every=1)
+    pipeline = _pipeline(scene, "vlm", vlm=VLMBackendConfig(_target=FloaterAnswerBackend),
+                         schedule=schedule, floater_depth_margin=0.05)
+    guided = _train(pipeline, steps=4)
+    (record,) = pipeline.guidance.applied
+    assert record["phase"] == "artifacts" and record["prune_gaussians"] > 0 and record["densify_gaussians"] == 0
+    assert guided.shape[0] < unguided(4).shape[0]  # marked floaters joined the prune candidates and were removed
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_dir(tmp_path_factory):
+    from vlm_instruct_gs.testing.tiny_vlm import tokenizer_dir, write_tiny_vlm
+
+    try:
+        tokenizer_dir()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return write_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+def test_tiny_vlm_garbage_answers_warn_and_never_crash(scene, unguided, tiny_vlm_dir, tmp_path, caplog):
+    vlm = VLMBackendConfig(model_path=str(tiny_vlm_dir), max_new_tokens=8, batch_size=2, min_pixels=4096,
+                           max_pixels=4096, device="cpu")
+    pipeline = _pipeline(scene, "vlm", vlm=vlm, asynchronous=True, wait_for_results=True)  # the real thread
+    with caplog.at_level(logging.WARNING):
+        guided = _train(pipeline, out_dir=tmp_path)
+    applied = pipeline.guidance.applied
+    assert {a["phase"] for a in applied} == {"detail", "subject", "artifacts"}
+    rec = json.loads((tmp_path / "step_00002_detail_view_00.json").read_text())
+    assert rec["source"] == "vlm" and rec["answer"] and "bbox_2d" in rec["prompt"]
+    if all(not any(a["boxes"]) for a in applied):  # garbage parsed to nothing: training is the unguided run
+        assert "no boxes found in VLM answer" in caplog.text
+        assert _same(guided, unguided())
+
+
+def test_a_missing_vlm_stops_set_up_with_one_line(scene, tmp_path):
+    missing = VLMBackendConfig(model_path=str(tmp_path / "no-such-model"))
+    with pytest.raises(GuidanceSetupError) as err:
+        _pipeline(scene, "vlm", vlm=missing)
+    message = str(err.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "--pipeline.vlm.model-path" in message and "--pipeline.guidance.source image-evidence" in message
+    # evaluation and viewing never load the source
+    assert _pipeline(scene, "vlm", vlm=missing, test_mode="test").guidance is None
+
+
+def test_method_defaults_to_the_vlm_and_default_strategy_trains_unguided(scene):
+    config = vlm_fastgs.config.pipeline
+    assert isinstance(config, VLMFastGSPipelineConfig) and config.guidance.source == "vlm"
+    assert config.vlm.model_path == "Qwen/Qwen3-VL-2B-Instruct"
+    assert config.guidance.schedule == GuidanceSchedule()
+    pipeline = VLMFastGSPipelineConfig(
+        datamanager=FullImageDatamanagerConfig(
+            dataparser=SceneDataParserConfig(data=scene, num_random_points=60), cache_images_type="uint8"
+        ),
+        model=VLMFastGSModelConfig(num_downscales=0, strategy="default"),
+        guidance=GuidanceConfig(source="vlm"),
+        vlm=VLMBackendConfig(model_path="/no/such/model"),
+    ).setup(device="cpu", test_mode="val")
+    assert pipeline.guidance is None  # DefaultStrategy takes no guidance: the VLM is not even loaded

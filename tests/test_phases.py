@@ -1,0 +1,69 @@
+"""The guidance schedule: phases and query steps as pure functions of the step."""
+
+import dataclasses
+
+import pytest
+
+from vlm_instruct_gs.guidance.phases import (
+    GuidanceSchedule,
+    active_phases,
+    is_query_step,
+    phase_enabled,
+    phase_name,
+    query_phases,
+    query_steps,
+    unapplied_queries,
+)
+from vlm_instruct_gs.strategy import FastGSStrategy
+
+
+def test_default_schedule_matches_the_issue():
+    s = GuidanceSchedule()
+    assert query_steps(s, "detail") == list(range(500, 8000, 500))
+    assert query_steps(s, "subject") == list(range(8000, 14000, 1000))
+    assert query_steps(s, "artifacts") == list(range(10000, 15000, 1000))
+    assert active_phases(s, 499) == () and phase_name(s, 0) == "warm-up"
+    assert active_phases(s, 500) == ("detail",) and query_phases(s, 500) == ("detail",)
+    assert query_phases(s, 750) == () and not is_query_step(s, 750) and active_phases(s, 750) == ("detail",)
+    assert active_phases(s, 8000) == ("subject",)  # windows are half-open: detail ended
+    assert query_phases(s, 10000) == ("subject", "artifacts") and phase_name(s, 10500) == "subject+artifacts"
+    assert active_phases(s, 14000) == ("artifacts",)
+    assert phase_name(s, 15000) == "refinement" and phase_name(s, 19999) == "refinement"
+
+
+def test_schedule_is_immutable_and_a_function_of_step_only():
+    s = GuidanceSchedule()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.detail_start = 0  # type: ignore[misc]
+    assert [query_phases(s, t) for t in range(0, 20000, 250)] == [query_phases(s, t) for t in range(0, 20000, 250)]
+    assert s == GuidanceSchedule() and hash(s) == hash(GuidanceSchedule())
+
+
+def test_disabled_and_custom_phases():
+    s = GuidanceSchedule(detail_every=0, subject_start=10, subject_stop=10, artifacts_start=3, artifacts_stop=11,
+                         artifacts_every=4)
+    assert not phase_enabled(s, "detail") and not phase_enabled(s, "subject")
+    assert query_steps(s, "detail") == [] and query_steps(s, "artifacts") == [3, 7]
+    assert [t for t in range(20) if is_query_step(s, t)] == [3, 7]
+    assert phase_name(s, 0) == "warm-up" and phase_name(s, 5) == "artifacts" and phase_name(s, 11) == "refinement"
+    off = GuidanceSchedule(detail_every=0, subject_every=0, artifacts_every=0)
+    assert phase_name(off, 100) == "off" and not any(is_query_step(off, t) for t in range(0, 20000, 100))
+    with pytest.raises(ValueError):
+        s.window("colour")
+
+
+def test_default_schedule_lines_up_with_fastgs_under_20k():
+    strategy = FastGSStrategy()
+
+    def apply(t):
+        return strategy.is_refine_step(t) or strategy.is_final_prune_step(t)
+
+    assert unapplied_queries(GuidanceSchedule(), apply, 20000) == {}
+    # every answer lands on a densifying refinement step, before FastGS stops densifying at 15000
+    for phase in ("detail", "subject", "artifacts"):
+        for q in query_steps(GuidanceSchedule(), phase):
+            nxt = next(t for t in range(q + 1, 20000) if apply(t))
+            assert strategy.is_refine_step(nxt) and nxt < strategy.refine_stop_iter
+    late = GuidanceSchedule(artifacts_stop=20000)
+    lost = unapplied_queries(late, apply, 20000)
+    assert lost == {"artifacts": [18000, 19000]}  # the last apply step is the final prune at 18000

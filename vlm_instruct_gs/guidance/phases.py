@@ -1,0 +1,152 @@
+"""The guidance schedule: when each phase is active and when the guidance source is queried, as pure functions of step.
+
+Under the 20k-step budget the phases are (defaults; every boundary is a field of :class:`GuidanceSchedule`):
+
+- ``detail`` (phase 1, steps 500-8000, a query every 500): render a few training views, ask where texture detail is
+  emerging and densify the Gaussians there first.
+- ``subject`` (phase 2, steps 8000-14000, a query every 1000): ask for the main subject in training views and densify
+  the background (the complement of the subject box).
+- ``artifacts`` (phase 3, steps 10000-15000, a query every 1000): render viewpoints that are not training views, ask
+  where they look wrong, densify the under-reconstructed regions and mark floaters for pruning.
+- ``refinement`` (after the last window): no queries; FastGS's own pruning (refinement until its
+  ``refine_stop_iter`` = 15000, final pruning passes after ``final_prune_start_iter``) finishes the model.
+
+Windows are half-open, ``[start, stop)``, and may overlap. A query at step ``s`` snapshots the model after that
+step's refinement; its result is applied at the first later step on which the strategy refines or prunes (see
+:func:`unapplied_queries`). Nothing here holds state: the phase after a checkpoint resume is the phase of the step.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Tuple
+
+from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
+
+
+@dataclass(frozen=True)
+class GuidanceSchedule:
+    """Phase windows ``[start, stop)`` and query intervals, in training steps (immutable).
+
+    A phase is queried at ``start, start + every, ...`` while the step is below ``stop``. ``every <= 0`` or
+    ``stop <= start`` switches a phase off.
+    """
+
+    detail_start: int = 500
+    """First step of phase 1 (emerging texture detail), in steps."""
+    detail_stop: int = 8000
+    """End of phase 1 (exclusive), in steps."""
+    detail_every: int = 500
+    """Phase 1 query interval, in steps (0 disables the phase)."""
+    subject_start: int = 8000
+    """First step of phase 2 (main subject; the background is densified), in steps."""
+    subject_stop: int = 14000
+    """End of phase 2 (exclusive), in steps."""
+    subject_every: int = 1000
+    """Phase 2 query interval, in steps (0 disables the phase)."""
+    artifacts_start: int = 10000
+    """First step of phase 3 (artefacts in novel views), in steps."""
+    artifacts_stop: int = 15000
+    """End of phase 3 (exclusive), in steps; FastGS stops densifying at its refine_stop_iter (15000)."""
+    artifacts_every: int = 1000
+    """Phase 3 query interval, in steps (0 disables the phase)."""
+
+    def window(self, phase: str) -> Tuple[int, int, int]:
+        """``(start, stop, every)`` of ``phase``. Raises ValueError for an unknown phase."""
+        check_phase(phase)
+        return getattr(self, f"{phase}_start"), getattr(self, f"{phase}_stop"), getattr(self, f"{phase}_every")
+
+
+def phase_enabled(schedule: GuidanceSchedule, phase: str) -> bool:
+    """Whether ``phase`` has at least one query step (``every > 0`` and ``stop > start``)."""
+    start, stop, every = schedule.window(phase)
+    return every > 0 and stop > start
+
+
+def active_phases(schedule: GuidanceSchedule, step: int) -> Tuple[str, ...]:
+    """Enabled phases whose window ``[start, stop)`` contains ``step``, in phase order (may be empty or several)."""
+    out = []
+    for phase in PHASES:
+        start, stop, _ = schedule.window(phase)
+        if phase_enabled(schedule, phase) and start <= step < stop:
+            out.append(phase)
+    return tuple(out)
+
+
+def query_phases(schedule: GuidanceSchedule, step: int) -> Tuple[str, ...]:
+    """Phases to query at ``step``: active and on their interval (``(step - start) % every == 0``)."""
+    out = []
+    for phase in active_phases(schedule, step):
+        start, _, every = schedule.window(phase)
+        if (step - start) % every == 0:
+            out.append(phase)
+    return tuple(out)
+
+
+def is_query_step(schedule: GuidanceSchedule, step: int) -> bool:
+    """Whether any phase is queried at ``step``."""
+    return bool(query_phases(schedule, step))
+
+
+def query_steps(schedule: GuidanceSchedule, phase: str) -> List[int]:
+    """All query steps of ``phase`` in increasing order (empty when disabled)."""
+    if not phase_enabled(schedule, phase):
+        return []
+    start, stop, every = schedule.window(phase)
+    return list(range(start, stop, every))
+
+
+def phase_name(schedule: GuidanceSchedule, step: int) -> str:
+    """Human-readable stage at ``step``: active phases joined by ``+``, else ``warm-up`` before the first window,
+    ``refinement`` after the last one, ``between phases`` in a gap. ``off`` when no phase is enabled."""
+    active = active_phases(schedule, step)
+    if active:
+        return "+".join(active)
+    windows = [schedule.window(p)[:2] for p in PHASES if phase_enabled(schedule, p)]
+    if not windows:
+        return "off"
+    if step < min(start for start, _ in windows):
+        return "warm-up"
+    if step >= max(stop for _, stop in windows):
+        return "refinement"
+    return "between phases"
+
+
+def unapplied_queries(
+    schedule: GuidanceSchedule, is_apply_step: Callable[[int], bool], max_steps: int
+) -> Dict[str, List[int]]:
+    """Query steps below ``max_steps`` whose result could never be applied.
+
+    A result of a query at step ``s`` is applied at the first step ``t`` with ``s < t < max_steps`` for which
+    ``is_apply_step(t)`` holds (for FastGS: a refine step, or a final prune step for prune guidance).
+
+    Args:
+        schedule: the schedule to check.
+        is_apply_step: predicate on steps, e.g. ``lambda t: s.is_refine_step(t) or s.is_final_prune_step(t)``.
+        max_steps: training length in steps.
+
+    Returns:
+        ``{phase: [query steps with no apply step after them]}`` for the phases that have any; empty when the
+        schedule lines up with the strategy.
+    """
+    apply_steps = [t for t in range(max_steps) if is_apply_step(t)]
+    out: Dict[str, List[int]] = {}
+    for phase in PHASES:
+        lost = [s for s in query_steps(schedule, phase) if s < max_steps]
+        lost = [s for s in lost if bisect.bisect_right(apply_steps, s) == len(apply_steps)]
+        if lost:
+            out[phase] = lost
+    return out
+
+
+__all__ = [
+    "GuidanceSchedule",
+    "active_phases",
+    "is_query_step",
+    "phase_enabled",
+    "phase_name",
+    "query_phases",
+    "query_steps",
+    "unapplied_queries",
+]

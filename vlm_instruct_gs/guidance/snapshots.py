@@ -1,0 +1,135 @@
+"""What a guidance query sees: renders of training or novel views copied to the CPU as uint8, plus their evidence.
+
+:func:`snapshot_views` runs on the training thread at a query step (see
+:mod:`~vlm_instruct_gs.guidance.guidance_controller`); everything it returns is a CPU copy, so the worker thread never
+touches training tensors. Per phase:
+
+- ``detail``: renders of random training views; evidence ``reference`` = the training photo (image-evidence
+  compares texture energy).
+- ``subject``: the training photos themselves (``subject_image="ground-truth"``) or renders with evidence ``depth``.
+- ``artifacts``: renders of novel views (:func:`~vlm_instruct_gs.guidance.novel_views.novel_cameras`); evidence
+  ``reference`` = the nearest training photo warped into the novel view through the rendered depth, and ``valid``
+  where that warp has data.
+
+View choice and novel poses come from a generator seeded with ``(seed, step, phase)``, so a resumed run repeats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from jaxtyping import Float, UInt8
+from nerfstudio.cameras.cameras import Cameras
+from torch import Tensor
+
+from vlm_instruct_gs.guidance.novel_views import novel_cameras, warp_to_view
+from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
+from vlm_instruct_gs.guidance.worker import GuidanceView
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    """One render of the current Gaussians for guidance (no gradients), at the current training resolution.
+
+    Args:
+        rgb: colour over the eval background, in [0, 1]. [H, W, 3]
+        depth: expected depth (camera z, world units). [H, W]
+        alpha: accumulated opacity. [H, W]
+        means2d: projected centres in pixels. [1, N, 2]
+        radii: gsplat radii in pixels. [1, N] or [1, N, 2]
+        depths: camera z of each centre. [1, N]
+    """
+
+    rgb: Float[Tensor, "H W 3"]
+    depth: Float[Tensor, "H W"]
+    alpha: Float[Tensor, "H W"]
+    means2d: Float[Tensor, "1 N 2"]
+    radii: Tensor
+    depths: Float[Tensor, "1 N"]
+
+
+Renderer = Callable[[Cameras], RenderedView]
+"""Renders one camera ([1]) with the current Gaussians (the model's ``render_guidance_view``)."""
+
+
+def to_uint8(image: Tensor) -> UInt8[Tensor, "H W 3"]:
+    """uint8 [H, W, 3] CPU copy of a float [0, 1] or uint8 image ([H, W, 3|4]; alpha dropped)."""
+    image = image.detach()[..., :3]
+    if image.dtype != torch.uint8:
+        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return image.cpu().contiguous()
+
+
+def intrinsics_at(camera: Cameras, height: int, width: int) -> Float[Tensor, "3 3"]:
+    """Pinhole K (pixels, CPU) of a single camera ([1]) for an image of ``height x width`` pixels."""
+    K = camera.get_intrinsics_matrices()[0].float().cpu().clone()
+    K[0] *= width / float(camera.width[0])
+    K[1] *= height / float(camera.height[0])
+    return K
+
+
+@torch.no_grad()
+def snapshot_views(
+    phase: str,
+    step: int,
+    render: Renderer,
+    cameras: Cameras,
+    images: Sequence[Dict[str, Tensor]],
+    num_views: int,
+    seed: int = 0,
+    subject_image: str = "ground-truth",
+    **novel: float,
+) -> Tuple[GuidanceView, ...]:
+    """The views a ``phase`` query at ``step`` asks about.
+
+    Args:
+        phase: ``detail``, ``subject`` or ``artifacts``.
+        step: training step (seeds the choice together with ``seed``).
+        render: renders one camera with the current Gaussians.
+        cameras: training cameras ``[C]`` (any device).
+        images: cached training images, ``images[i]["image"]`` [H, W, 3|4] uint8 or float in [0, 1].
+        num_views: views per query (at most C training views; any number of novel views).
+        seed: base seed.
+        subject_image: ``"ground-truth"`` (the photo) or ``"render"`` for the subject phase.
+        novel: ``interpolate_frac``, ``translation_frac``, ``rotation_deg`` of
+            :func:`~vlm_instruct_gs.guidance.novel_views.novel_poses`.
+
+    Returns:
+        One :class:`GuidanceView` per view, CPU tensors only; ids ``train_IIII`` or ``novel_JJ_{between|around}_IIII``
+        (IIII: the nearest training view).
+    """
+    check_phase(phase)
+    cameras = cameras.to("cpu")
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step * len(PHASES) + PHASES.index(phase))
+    views: List[GuidanceView] = []
+    if phase == "artifacts":
+        novel_cams, nearest, interpolated = novel_cameras(cameras, num_views, gen, **novel)
+        for j in range(num_views):
+            camera, ref = novel_cams[j : j + 1], int(nearest[j])
+            out = render(camera)
+            dev = out.depth.device
+            gt = to_uint8(images[ref]["image"])
+            warped, valid = warp_to_view(
+                out.depth, intrinsics_at(camera, *out.depth.shape).to(dev), camera.camera_to_worlds[0].to(dev),
+                gt.float() / 255.0, intrinsics_at(cameras[ref : ref + 1], *gt.shape[:2]),
+                cameras.camera_to_worlds[ref], valid_dst=out.alpha > 0.5,
+            )
+            kind = "between" if bool(interpolated[j]) else "around"
+            evidence = {"reference": to_uint8(warped), "valid": valid.cpu()}
+            views.append(GuidanceView(f"novel_{j:02d}_{kind}_{ref:04d}", camera, to_uint8(out.rgb), evidence))
+        return tuple(views)
+    for i in torch.randperm(len(cameras), generator=gen)[:num_views].tolist():
+        camera = cameras[i : i + 1]
+        gt = to_uint8(images[i]["image"])
+        if phase == "subject" and subject_image == "ground-truth":
+            views.append(GuidanceView(f"train_{i:04d}", camera, gt))
+            continue
+        out = render(camera)
+        evidence = {"reference": gt} if phase == "detail" else {"depth": out.depth.cpu()}
+        views.append(GuidanceView(f"train_{i:04d}", camera, to_uint8(out.rgb), evidence))
+    return tuple(views)
+
+
+__all__ = ["RenderedView", "Renderer", "intrinsics_at", "snapshot_views", "to_uint8"]

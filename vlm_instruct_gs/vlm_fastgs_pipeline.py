@@ -1,0 +1,105 @@
+"""vlm-fastgs pipeline: a VanillaPipeline that loads the guidance source once, at start-up, and hands it to the model.
+
+Only there to own the guidance source (a local VLM or the weights-free image-evidence guide) and its controller,
+as lerf:lerf/lerf_pipeline.py owns its image encoder. It calls ``super().__init__`` (keeping splatfacto's seed points,
+STYLE.md §7) and attaches the controller to the model afterwards. The source is loaded only when the pipeline is built
+for training (``test_mode="val"``, what nerfstudio's Trainer uses), so ns-eval, ns-render and ns-viewer load a
+checkpoint without the VLM's weights. A VLM that cannot be loaded stops ns-train before the first step with one line
+(:class:`~vlm_instruct_gs.guidance.guidance_controller.GuidanceSetupError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Literal, Optional, Type
+
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerText
+from torch.cuda.amp.grad_scaler import GradScaler
+
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceController, build_guidance_source
+from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
+from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
+from vlm_instruct_gs.strategy import FastGSStrategy
+from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
+
+
+@dataclass
+class VLMFastGSPipelineConfig(VanillaPipelineConfig):
+    """Configuration of :class:`VLMFastGSPipeline`."""
+
+    _target: Type = field(default_factory=lambda: VLMFastGSPipeline)
+    model: VLMFastGSModelConfig = field(default_factory=VLMFastGSModelConfig)
+    """The vlm-fastgs model (splatfacto + FastGS)."""
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    """Guidance source choice, phase schedule and how answers become densify/prune guidance."""
+    vlm: VLMBackendConfig = field(default_factory=VLMBackendConfig)
+    """The VLM used when guidance.source is 'vlm' (model path, device, dtype, generation budget, prompt folder)."""
+    image_evidence: ImageEvidenceGuideConfig = field(default_factory=ImageEvidenceGuideConfig)
+    """Thresholds of the weights-free source used when guidance.source is 'image-evidence'."""
+
+
+class VLMFastGSPipeline(VanillaPipeline):
+    """VanillaPipeline plus the guidance source and controller (training only).
+
+    Args:
+        config (VLMFastGSPipelineConfig): Pipeline configuration.
+        device (str): Device of the model and batches.
+        test_mode (str): "val" (training), "test" or "inference"; the guidance source is loaded for "val" only.
+        world_size (int): Distributed world size.
+        local_rank (int): Distributed rank.
+        grad_scaler (GradScaler, optional): Mixed-precision scaler.
+
+    Raises:
+        GuidanceSetupError: the guidance source cannot be loaded (a SystemExit with one ``error: ...`` line).
+    """
+
+    config: VLMFastGSPipelineConfig
+
+    def __init__(
+        self,
+        config: VLMFastGSPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[GradScaler] = None,
+    ) -> None:
+        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        self.guidance_status = ViewerText(
+            "VLM guidance", "off", disabled=True, hint="Current guidance phase and the last applied answer"
+        )
+        self._guidance: Optional[GuidanceController] = None
+        source_name = config.guidance.source
+        if test_mode != "val" or source_name == "none":
+            return
+        if not isinstance(self.model.strategy, FastGSStrategy):
+            CONSOLE.log(f"[yellow]guidance.source={source_name!r} needs the fastgs strategy; training unguided")
+            return
+        source = build_guidance_source(source_name, config.vlm, config.image_evidence)
+        if source is None:
+            return
+        self._guidance = config.guidance.setup(source=source, status=self.guidance_status)
+        self.model.attach_guidance(self._guidance)
+
+    @property
+    def guidance(self) -> Optional[GuidanceController]:
+        """The guidance controller (None when unguided or not training)."""
+        return self._guidance
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        """VanillaPipeline's callbacks; also points the guidance records at ``<run>/guidance``, checks that the
+        schedule lines up with the strategy and stops the worker after training."""
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        if self._guidance is None:
+            return callbacks
+        trainer = training_callback_attributes.trainer
+        if trainer is not None:
+            if self.config.guidance.write_files:
+                self._guidance.set_output_dir(trainer.base_dir / "guidance")
+            start = getattr(trainer, "_start_step", 0)  # after a checkpoint resume, the step after the saved one
+            self._guidance.check_schedule(self.model.strategy, start + trainer.config.max_num_iterations, start)
+        callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN], self._guidance.close))
+        return callbacks
