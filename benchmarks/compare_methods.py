@@ -32,17 +32,24 @@ METRIC_COLUMNS = ("psnr", "ssim", "lpips")
 def trainer_config(method: str, args: argparse.Namespace):
     """The nerfstudio TrainerConfig of ``method`` with the shared scene, init, seed and budget.
 
-    ``method`` is a registered method name, optionally with a strategy variant of vlm-fastgs after a colon
-    (``vlm-fastgs:default`` trains vlm-fastgs with gsplat's DefaultStrategy).
+    ``method`` is a registered method name, optionally with a vlm-fastgs strategy variant after a colon
+    (``vlm-fastgs:default`` trains with gsplat's DefaultStrategy) and a guidance source after a plus
+    (``vlm-fastgs+image-evidence``, ``vlm-fastgs+vlm``). Without a plus, vlm-fastgs trains unguided
+    (``guidance.source none``), as the recorded FastGS-strategy runs did.
     """
     from nerfstudio.configs.method_configs import all_methods
 
     from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 
+    method, _, source = method.partition("+")
     name, _, variant = method.partition(":")
     config = all_methods[name]
     if variant:
         config.pipeline.model.strategy = variant
+    if hasattr(config.pipeline, "guidance"):
+        config.pipeline.guidance.source = source or "none"
+    elif source:
+        raise SystemExit(f"error: {name} has no guidance phases; drop '+{source}'")
     config.pipeline.datamanager.dataparser = SceneDataParserConfig(
         data=Path(args.data), downscale_factor=args.downscale, init=args.init,
         num_random_points=args.num_random, init_seed=args.seed, eval_mode="interval", eval_interval=8,
@@ -197,7 +204,7 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
 
 
 def _file_name(method: str) -> str:
-    return method.replace(":", "-")
+    return method.replace(":", "-").replace("+", "-")
 
 
 def main(argv: List[str] | None = None) -> None:
