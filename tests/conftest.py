@@ -32,18 +32,39 @@ def look_at(eye, target=(0.0, 0.0, 0.0)) -> np.ndarray:
     return c2w
 
 
-@pytest.fixture
-def transforms_scene(tmp_path: Path) -> Path:
+def write_transforms_scene(path: Path) -> Path:
     """A nerfstudio transforms.json folder: 8 noise images (32x24) from a ring of cameras looking at the origin."""
     rng = np.random.default_rng(0)
-    (tmp_path / "images").mkdir()
+    (path / "images").mkdir(parents=True)
     frames = []
     for i in range(8):
         a = 2 * np.pi * i / 8
         name = f"images/{i:03d}.png"
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / name)
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path / name)
         frames.append({"file_path": name, "transform_matrix": look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]).tolist()})
     meta = {"camera_model": "OPENCV", "fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 12.0, "w": 32, "h": 24,
             "frames": frames}
-    (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    return tmp_path
+    (path / "transforms.json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture
+def transforms_scene(tmp_path: Path) -> Path:
+    """:func:`write_transforms_scene` in the test's temporary folder."""
+    return write_transforms_scene(tmp_path)
+
+
+def tiny_fmgs_field():
+    """A small torch-backend FMGS field config (CLIP 16-d, DINO 24-d) for CPU pipeline tests."""
+    from fmgs_field.field import FMGSFieldConfig
+
+    return FMGSFieldConfig(
+        grid_levels=(2, 2),
+        grid_resolutions=((4, 8), (8, 16)),
+        log2_hashmap_sizes=(10, 10),
+        features_per_level=4,
+        hidden_width=32,
+        clip_dim=16,
+        dino_dim=24,
+        implementation="torch",
+    )

@@ -9,11 +9,11 @@ from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.plugins.types import MethodSpecification
 
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
-from fmgs_field.field import FMGSFieldConfig
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.fmgs_model import FMGSModel, FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
+from tests.conftest import tiny_fmgs_field
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 
 TINY_CLIP = "fmgs-model-test-tiny-clip"
@@ -42,16 +42,7 @@ def tiny_teachers(tmp_path):
 
 
 def _pipeline(scene, tmp_path, clip, dino, feature_start_step=2):
-    field = FMGSFieldConfig(
-        grid_levels=(2, 2),
-        grid_resolutions=((4, 8), (8, 16)),
-        log2_hashmap_sizes=(10, 10),
-        features_per_level=4,
-        hidden_width=32,
-        clip_dim=16,
-        dino_dim=24,
-        implementation="torch",
-    )
+    field = tiny_fmgs_field()
     config = FMGSPipelineConfig(
         datamanager=FMGSDataManagerConfig(
             dataparser=SceneDataParserConfig(data=scene, num_random_points=60),

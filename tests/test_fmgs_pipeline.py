@@ -10,12 +10,12 @@ from nerfstudio.viewer.viewer_elements import ViewerElement
 
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
 from fmgs_field.evaluation import evaluate_frame, feature_fidelity, frame_relevancies, summarize
-from fmgs_field.field import FMGSFieldConfig
 from fmgs_field.fmgs_model import FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.tiny import write_tiny_teachers
+from tests.conftest import tiny_fmgs_field
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.data.synthetic_scene import write_synthetic_scene
 
@@ -60,16 +60,7 @@ def _write_labels(folder):
 
 
 def _pipeline(root, scene, clip, dino, test_mode="val", eval_labels=None):
-    field = FMGSFieldConfig(
-        grid_levels=(2, 2),
-        grid_resolutions=((4, 8), (8, 16)),
-        log2_hashmap_sizes=(10, 10),
-        features_per_level=4,
-        hidden_width=32,
-        clip_dim=16,
-        dino_dim=24,
-        implementation="torch",
-    )
+    field = tiny_fmgs_field()
     config = FMGSPipelineConfig(
         datamanager=FMGSDataManagerConfig(
             dataparser=SceneDataParserConfig(

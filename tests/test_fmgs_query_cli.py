@@ -13,24 +13,16 @@ import torch
 from nerfstudio.scripts.train import main as ns_train_main
 from PIL import Image
 
-from fmgs_field.field import FMGSField, FMGSFieldConfig, FMGSFieldHeadNames
+from fmgs_field.field import FMGSField, FMGSFieldHeadNames
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.query_cli import main as fmgs_query
 from fmgs_field.query_cli import query_slug, split_phrases
 from fmgs_field.teachers.tiny import write_tiny_teachers
+from tests.conftest import tiny_fmgs_field, write_transforms_scene
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 
-TINY_FIELD = FMGSFieldConfig(
-    grid_levels=(2, 2),
-    grid_resolutions=((4, 8), (8, 16)),
-    log2_hashmap_sizes=(10, 10),
-    features_per_level=4,
-    hidden_width=32,
-    clip_dim=16,
-    dino_dim=24,
-    implementation="torch",
-)
+TINY_FIELD = tiny_fmgs_field()
 
 
 @pytest.fixture(autouse=True)
@@ -63,20 +55,8 @@ def _cpu_run(config, root, steps):
 def trained_run(tmp_path_factory):
     """vlm-fastgs steps 0-5, then fmgs from its checkpoint, steps 6-11 (all feature steps), on a 7 + 1 view
     transforms.json scene; the fmgs run's config.yml."""
-    from tests.conftest import look_at
-
     root = tmp_path_factory.mktemp("fmgs_query")
-    rng = np.random.default_rng(0)
-    (root / "scene" / "images").mkdir(parents=True)
-    frames = []
-    for i in range(8):
-        a = 2 * np.pi * i / 8
-        name = f"images/{i:03d}.png"
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(root / "scene" / name)
-        frames.append({"file_path": name, "transform_matrix": look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]).tolist()})
-    meta = {"camera_model": "OPENCV", "fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 12.0, "w": 32, "h": 24,
-            "frames": frames}
-    (root / "scene" / "transforms.json").write_text(json.dumps(meta))
+    write_transforms_scene(root / "scene")
 
     geometry_config = copy.deepcopy(vlm_fastgs.config)
     if hasattr(geometry_config.pipeline, "guidance"):  # no VLM weights here

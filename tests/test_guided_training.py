@@ -4,7 +4,6 @@ import json
 import logging
 import random
 
-import numpy as np
 import pytest
 import torch
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
@@ -13,10 +12,9 @@ from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.utils import writer
 from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerText
-from PIL import Image
 
 import vlm_instruct_gs.strategy.fastgs as fastgs_module
-from tests.conftest import look_at
+from tests.conftest import write_transforms_scene
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceSetupError
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
@@ -98,19 +96,7 @@ def _same(a, b):
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """conftest's transforms_scene, built once for the module: 8 noise images (32x24) from a ring of cameras."""
-    path = tmp_path_factory.mktemp("scene")
-    rng = np.random.default_rng(0)
-    (path / "images").mkdir()
-    frames = []
-    for i in range(8):
-        a = 2 * np.pi * i / 8
-        name = f"images/{i:03d}.png"
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path / name)
-        frames.append({"file_path": name, "transform_matrix": look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]).tolist()})
-    meta = {"camera_model": "OPENCV", "fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 12.0, "w": 32, "h": 24,
-            "frames": frames}
-    (path / "transforms.json").write_text(json.dumps(meta))
-    return path
+    return write_transforms_scene(tmp_path_factory.mktemp("scene"))
 
 
 @pytest.fixture(scope="module")

@@ -279,22 +279,20 @@ class VLMFastGSModel(SplatfactoModel):
         if self._train_views is None:
             raise RuntimeError("FastGS needs the training views: set up the model through a nerfstudio Trainer")
         views = self._train_views
-        params = {k: self.gauss_params[k] for k in self.gauss_params.keys()}
         background = self.background_color.to(self.device)
         errors, losses, means2d, radii = [], [], [], []
         for i in torch.randperm(len(views.images))[:num_views].tolist():
-            camera = views.cameras[i : i + 1].to(self.device)
-            render, alpha, info = self._rasterize(params, camera, camera.camera_to_worlds)
-            rgb = (render[0, ..., :3] + (1 - alpha[0]) * background).clamp(0, 1)
+            view = self.render_guidance_view(views.cameras[i : i + 1])
             gt = self.composite_with_background(self.get_gt_img(views.images[i]["image"]), background)
-            error = (rgb - gt).abs().mean(dim=-1)
+            error = (view.rgb - gt).abs().mean(dim=-1)
             loss = error.mean()
             if min(error.shape) >= 11:  # SSIM's 11x11 window; tiny early-schedule renders use L1 alone
-                loss = 0.8 * loss + 0.2 * (1 - self.ssim(gt.permute(2, 0, 1)[None], rgb.permute(2, 0, 1)[None]))
+                rgb_b = view.rgb.permute(2, 0, 1)[None]
+                loss = 0.8 * loss + 0.2 * (1 - self.ssim(gt.permute(2, 0, 1)[None], rgb_b))
             errors.append(error)
             losses.append(loss)
-            means2d.append(info["means2d"][0])
-            radii.append(info["radii"][0])
+            means2d.append(view.means2d[0])
+            radii.append(view.radii[0])
         shapes = {e.shape for e in errors}
         if len(shapes) > 1:  # views of different sizes: score them one by one and average
             parts = [
