@@ -13,7 +13,8 @@ One process, one scene:
 4. Feature fidelity (mean cosine of rendered vs teacher CLIP/DINO maps) and PSNR/SSIM on the eval views, as ns-eval.
 5. Relevancy maps at ``--render-width`` x ``--render-height`` (1920 x 1080): ``--renders`` renders of one text query
    after ``--warmup`` untimed ones, timed with CUDA events: the whole eval output (RGB + feature map at half resolution
-   + relevancy + turbo composite) and the feature map + relevancy alone.
+   + relevancy + turbo composite), the relevancy map alone (basis-coefficient render, :mod:`fmgs_field.projection`)
+   and the reference relevancy from the full CLIP + DINO feature map.
 
 Writes ``results.json`` and ``results.md`` (GPU name, date, command, versions) under ``--out``.
 
@@ -112,6 +113,9 @@ def build_pipeline(args: argparse.Namespace, clip, dino, device: str):
     if args.geometry_ckpt:
         state = torch.load(args.geometry_ckpt, map_location="cpu", weights_only=False)
         pipeline.load_pipeline(state["pipeline"], state["step"])
+        # feature steps continue the checkpoint's step count, as ns-train --load-checkpoint does: splatfacto's
+        # step-driven schedules (SH degree, resolution) must stay where the geometry finished
+        pipeline.model.config.feature_start_step = state["step"] + 1
     return pipeline
 
 
@@ -129,7 +133,8 @@ def train_features(pipeline, steps: int, device: torch.device) -> Dict[str, floa
     step_ms: List[float] = []
     _sync(device)
     t0 = time.perf_counter()
-    for step in range(steps):
+    start_step = model.config.feature_start_step
+    for step in range(start_step, start_step + steps):
         t = time.perf_counter()
         model.step_cb(optimizers, step)
         _, losses, _ = pipeline.get_train_loss_dict(step)
@@ -171,7 +176,10 @@ def render_benchmark(pipeline, args: argparse.Namespace, device: torch.device) -
         with torch.no_grad():
             model.get_outputs_for_camera(camera)
 
-    def features_only() -> None:
+    def relevancy_only() -> None:  # what a text query costs: basis-coefficient render + relevancy
+        model.render_relevancy(camera)
+
+    def full_clip_map() -> None:  # the reference: all CLIP and DINO channels, then relevancy
         with torch.no_grad():
             model.clip_teacher.relevancy(model.render_feature_maps(camera)["fmgs_clip"])
 
@@ -186,8 +194,16 @@ def render_benchmark(pipeline, args: argparse.Namespace, device: torch.device) -
         "query": args.query,
         "output_keys": sorted(k for k in outputs if outputs[k] is not None),
         "full_output": time_renders(full, args.renders, args.warmup, device),
-        "features_and_relevancy": time_renders(features_only, args.renders, args.warmup, device),
+        "relevancy": time_renders(relevancy_only, args.renders, args.warmup, device),
+        "relevancy_from_full_feature_map": time_renders(full_clip_map, args.renders, args.warmup, device),
     }
+    basis, _ = model.clip_coefficients()
+    result["relevancy_channels"] = {"rendered": int(basis.shape[1]), "clip_dim": int(basis.shape[0]),
+                                    "basis_tol": model.config.relevancy_basis_tol}
+    with torch.no_grad():  # how far the fast path is from the reference on this view
+        fast = model.render_relevancy(camera)
+        ref = model.clip_teacher.relevancy(model.render_feature_maps(camera)["fmgs_clip"])
+    result["relevancy_max_abs_diff"] = float((fast - ref).abs().max())
     if device.type == "cuda":
         result["peak_mem_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
@@ -220,8 +236,13 @@ def write_report(out: Path, results: Dict[str, object]) -> None:
         f"{fmt(tr.get('peak_mem_reserved_gib'), 2)} GiB |",
         f"| relevancy render {rd['resolution'][0]}x{rd['resolution'][1]}, full output | "
         f"{fmt(rd['full_output']['ms_per_frame'], 1)} ms ({fmt(rd['full_output']['fps'], 1)} fps) |",
-        f"| feature map + relevancy only | {fmt(rd['features_and_relevancy']['ms_per_frame'], 1)} ms "
-        f"({fmt(rd['features_and_relevancy']['fps'], 1)} fps) |",
+        f"| relevancy map only ({rd['relevancy_channels']['rendered']} of {rd['relevancy_channels']['clip_dim']} "
+        f"CLIP channels rendered, `fmgs_field.projection`) | {fmt(rd['relevancy']['ms_per_frame'], 1)} ms "
+        f"({fmt(rd['relevancy']['fps'], 1)} fps) |",
+        f"| relevancy from the full CLIP + DINO map (reference) | "
+        f"{fmt(rd['relevancy_from_full_feature_map']['ms_per_frame'], 1)} ms "
+        f"({fmt(rd['relevancy_from_full_feature_map']['fps'], 1)} fps); max abs difference "
+        f"{rd['relevancy_max_abs_diff']:.1e} |",
         f"| feature fidelity CLIP / DINO (eval views) | {fmt(ev.get('feature_fidelity_clip'))} / "
         f"{fmt(ev.get('feature_fidelity_dino'))} |",
         f"| PSNR / SSIM (eval views) | {fmt(ev.get('psnr'), 2)} / {fmt(ev.get('ssim'))} |",

@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 METRIC_COLUMNS = ("psnr", "ssim", "lpips")
 
@@ -48,6 +48,8 @@ def trainer_config(method: str, args: argparse.Namespace):
         config.pipeline.model.strategy = variant
     if hasattr(config.pipeline, "guidance"):
         config.pipeline.guidance.source = source or "none"
+        if args.vlm_model_path:
+            config.pipeline.vlm.model_path = args.vlm_model_path
     elif source:
         raise SystemExit(f"error: {name} has no guidance phases; drop '+{source}'")
     config.pipeline.datamanager.dataparser = SceneDataParserConfig(
@@ -85,8 +87,59 @@ def read_curves(run_dir: Path) -> Dict[str, List[List[float]]]:
     return {k: [[e.step, e.value] for e in acc.Scalars(t)] for k, t in wanted.items() if t in tags}
 
 
-def evaluate(pipeline) -> Dict[str, float]:
-    """Mean PSNR / SSIM / LPIPS over the eval split, with splatfacto's metric definitions for every method.
+def phase_boundaries(config) -> Dict[str, int]:
+    """End step of each guidance phase (``detail``, ``subject``, ``artifacts``) of a vlm-fastgs config; the default
+    schedule's for methods without guidance, so every run is read at the same steps."""
+    from vlm_instruct_gs.guidance.phases import GuidanceSchedule
+
+    guidance = getattr(config.pipeline, "guidance", None)
+    schedule = guidance.schedule if guidance is not None else GuidanceSchedule()
+    return {phase: getattr(schedule, f"{phase}_stop") for phase in ("detail", "subject", "artifacts")}
+
+
+def counts_at(curve: List[List[float]], steps: Dict[str, int]) -> Dict[str, int]:
+    """Gaussian count of the last logged step before each ``steps`` value (``curve`` is ``[[step, count], ...]``)."""
+    out = {}
+    for name, stop in steps.items():
+        before = [c for s, c in curve if s < stop]
+        if before:
+            out[name] = int(before[-1])
+    return out
+
+
+def guidance_summary(pipeline) -> Optional[Dict]:
+    """Guidance cost and effect of a trained vlm-fastgs pipeline, or None when it trained unguided.
+
+    Per phase: queries applied, boxes returned, source seconds (worker-thread time of the VLM / image-evidence call),
+    Gaussians given densify / prune guidance; overall: the worker's busy time, the training thread's time spent
+    snapshotting views and mapping answers onto Gaussians, and queries dropped because the source fell behind.
+    """
+    controller = getattr(pipeline, "guidance", None)
+    if controller is None:
+        return None
+    phases: Dict[str, Dict[str, float]] = {}
+    for record in controller.applied:
+        row = phases.setdefault(record["phase"], {"queries": 0, "boxes": 0, "source_s": 0.0, "densify_gaussians": 0,
+                                                  "prune_gaussians": 0, "errors": 0})
+        row["queries"] += 1
+        row["boxes"] += sum(len(b) for b in record["boxes"])
+        row["source_s"] += record["seconds"]
+        row["densify_gaussians"] += record["densify_gaussians"]
+        row["prune_gaussians"] += record["prune_gaussians"]
+        row["errors"] += record["error"] is not None
+    return {
+        "source": controller.config.source,
+        "phases": phases,
+        "worker_busy_s": controller.worker.busy_seconds,
+        "main_thread_snapshot_s": controller.snapshot_seconds,
+        "main_thread_apply_s": controller.apply_seconds,
+        "dropped_queries": controller.worker.dropped,
+    }
+
+
+def evaluate(pipeline, coverage_threshold: float = 0.1) -> Dict[str, float]:
+    """Mean PSNR / SSIM / LPIPS over the eval split, with splatfacto's metric definitions for every method, and
+    coverage: the fraction of test pixels whose mean absolute RGB error is below ``coverage_threshold``.
 
     nerfstudio's ``get_average_eval_image_metrics`` calls the model's own metric code, whose LPIPS needs weights that
     cannot be downloaded offline; this loop computes the same metrics with one offline-safe LPIPS for all methods.
@@ -95,6 +148,7 @@ def evaluate(pipeline) -> Dict[str, float]:
     from torchmetrics.image import PeakSignalNoiseRatio
 
     from vlm_instruct_gs.compat import OptionalLPIPS
+    from vlm_instruct_gs.metrics import pixel_coverage
 
     model = pipeline.model
     psnr = PeakSignalNoiseRatio(data_range=1.0).to(model.device)
@@ -106,7 +160,8 @@ def evaluate(pipeline) -> Dict[str, float]:
             gt = model.composite_with_background(model.get_gt_img(batch["image"]), outputs["background"])
             gt_b = gt.permute(2, 0, 1)[None].to(model.device)
             pred_b = outputs["rgb"].permute(2, 0, 1)[None]
-            row = {"psnr": float(psnr(pred_b, gt_b)), "ssim": float(model.ssim(gt_b, pred_b))}
+            row = {"psnr": float(psnr(pred_b, gt_b)), "ssim": float(model.ssim(gt_b, pred_b)),
+                   "coverage": pixel_coverage(outputs["rgb"], gt.to(model.device), coverage_threshold)}
             value = lpips(pred_b, gt_b)
             if value is not None:
                 row["lpips"] = float(value)
@@ -138,22 +193,88 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     pipeline.eval()
     import gsplat
 
+    curves = read_curves(config.get_base_dir())
+    checkpoints = sorted((config.get_base_dir() / "nerfstudio_models").glob("step-*.ckpt"))
     return {
         "method": method,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "date": str(date.today()),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "versions": {"torch": torch.__version__, "gsplat": gsplat.__version__},
-        "metrics": evaluate(pipeline),
+        "metrics": evaluate(pipeline, args.coverage_threshold),
+        "coverage_threshold": args.coverage_threshold,
         "num_gaussians": int(pipeline.model.num_points),
+        "phase_ends": phase_boundaries(config),
+        "gaussians_at_phase_end": counts_at(curves.get("gaussians", []), phase_boundaries(config)),
+        "guidance": guidance_summary(pipeline),
+        "vlm_model_path": args.vlm_model_path if "+vlm" in method else None,
         "train_wall_s": wall,
         "peak_gpu_mem_gib": peak,
         "config": str(config.get_base_dir() / "config.yml"),
-        "curves": read_curves(config.get_base_dir()),
+        "checkpoint": str(checkpoints[-1]) if checkpoints else None,
+        "curves": curves,
     }
 
 
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def metrics_table(results: List[Dict], iterations: int) -> List[str]:
+    """Markdown rows: quality, size, time and memory of each method."""
+    rows = ["| method | PSNR | SSIM | LPIPS | coverage | Gaussians | train wall (s) | s / 1k iter | peak GPU mem (GiB) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["metrics"]
+        rows.append(
+            f"| {r['method']} | {m['psnr']:.2f} | {m['ssim']:.3f} | {_fmt(m.get('lpips'), '.3f')} | "
+            f"{_fmt(m.get('coverage'), '.3f')} | {r['num_gaussians']:,} | {r['train_wall_s']:.0f} | "
+            f"{1000 * r['train_wall_s'] / iterations:.1f} | {r['peak_gpu_mem_gib']:.2f} |"
+        )
+    return rows
+
+
+def phase_table(results: List[Dict]) -> List[str]:
+    """Markdown rows: Gaussian counts at the end of each guidance phase (runs recorded before the counts were
+    kept are left out)."""
+    rows = [r for r in results if r.get("gaussians_at_phase_end")]
+    if not rows:
+        return []
+    ends = rows[0]["phase_ends"]
+    out = ["| method | " + " | ".join(f"{p} (< {s:,})" for p, s in ends.items()) + " | final |",
+           "|---|" + "---|" * (len(ends) + 1)]
+    for r in rows:
+        counts = r["gaussians_at_phase_end"]
+        out.append(f"| {r['method']} | " + " | ".join(_fmt(counts.get(p), ",") for p in ends)
+                   + f" | {r['num_gaussians']:,} |")
+    return out
+
+
+def guidance_table(results: List[Dict]) -> List[str]:
+    """Markdown rows: per guided run and phase, queries, boxes, source time and Gaussians guided; and the wall-time
+    overhead against the unguided ``vlm-fastgs`` run when there is one."""
+    guided = [r for r in results if r.get("guidance")]
+    if not guided:
+        return []
+    base = next((r for r in results if r["method"] == "vlm-fastgs"), None)
+    out = ["| method | phase | queries applied | boxes | source time (s) | densify-guided GSs | prune-guided GSs |",
+           "|---|---|---|---|---|---|---|"]
+    notes = []
+    for r in guided:
+        g = r["guidance"]
+        for phase, p in g["phases"].items():
+            out.append(f"| {r['method']} | {phase} | {p['queries']} | {p['boxes']} | {p['source_s']:.1f} | "
+                       f"{p['densify_gaussians']:,} | {p['prune_gaussians']:,} |")
+        overhead = (f"; wall time {100 * (r['train_wall_s'] / base['train_wall_s'] - 1):+.1f}% against unguided "
+                    "vlm-fastgs" if base else "")
+        notes.append(f"- {r['method']}: source busy {g['worker_busy_s']:.1f} s on the worker thread; training "
+                     f"thread {g['main_thread_snapshot_s']:.1f} s snapshotting + {g['main_thread_apply_s']:.1f} s "
+                     f"applying; {g['dropped_queries']} queries dropped{overhead}")
+    return [*out, "", *notes]
+
+
 def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
+    """``results.json``, ``results.md`` (metrics, per-phase counts, guidance cost) and ``curves.png`` under --out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,27 +282,24 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
 
     out = Path(args.out)
     gpu = ", ".join(sorted({r.get("gpu", "unknown") for r in results}))
-    header = ("| method | PSNR | SSIM | LPIPS | Gaussians | train wall (s) | s / 1k iter | peak GPU mem (GiB) |\n"
-              "|---|---|---|---|---|---|---|---|")
-    rows = []
-    for r in results:
-        m = r["metrics"]
-        lp = f"{m['lpips']:.3f}" if "lpips" in m else "n/a"
-        rows.append(
-            f"| {r['method']} | {m['psnr']:.2f} | {m['ssim']:.3f} | {lp} | {r['num_gaussians']:,} | "
-            f"{r['train_wall_s']:.0f} | {1000 * r['train_wall_s'] / args.iterations:.1f} | {r['peak_gpu_mem_gib']:.2f} |"
-        )
     meta = {"date": ", ".join(sorted({r.get("date", "unknown") for r in results})), "gpu": gpu,
             "commands": [r.get("command", "") for r in results], "data": str(args.data),
             "downscale": args.downscale, "iterations": args.iterations, "num_random": args.num_random,
             "seed": args.seed, "init": args.init}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     start = f"{args.num_random} random points" if args.init == "random" else "SfM points"
+    metrics = metrics_table(results, args.iterations)
+    threshold = next((r["coverage_threshold"] for r in results if "coverage_threshold" in r), args.coverage_threshold)
     md = [f"# {Path(args.data).name} at {args.downscale}x, {args.iterations} iterations, from {start}",
           "", f"GPU: {gpu}; date: {meta['date']}; seed {args.seed}", "", "Commands (one process per method):", "",
-          *[f"- `{c}`" for c in meta["commands"]], "",
-          header, *rows, "", "![curves](curves.png)", ""]
-    (out / "results.md").write_text("\n".join(md))
+          *[f"- `{c}`" for c in meta["commands"]], "", *metrics, "",
+          f"Coverage: fraction of test pixels whose mean absolute RGB error is below {threshold}.", ""]
+    phases, guidance = phase_table(results), guidance_table(results)
+    if phases:
+        md += ["## Gaussians at the end of each guidance phase", "", *phases, ""]
+    if guidance:
+        md += ["## Guidance", "", *guidance, ""]
+    (out / "results.md").write_text("\n".join([*md, "![curves](curves.png)", ""]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in results:
         for ax, key in zip(axes, ("loss", "gaussians")):
@@ -193,6 +311,11 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
                     values = [sum(values[max(0, i - w + 1) : i + 1]) / len(values[max(0, i - w + 1) : i + 1])
                               for i in range(len(values))]
                 ax.plot([p[0] for p in pts], values, label=r["method"])
+    ends = next((r["phase_ends"] for r in results if r.get("phase_ends")), {})
+    for phase, step in ends.items():
+        if step < args.iterations:
+            axes[1].axvline(step, color="grey", ls=":", lw=1)
+            axes[1].text(step, axes[1].get_ylim()[1], f" end of {phase}", rotation=90, va="top", fontsize=7)
     axes[0].set(title="training loss (running mean of 25 logs)", xlabel="iteration", yscale="log")
     axes[1].set(title="number of Gaussians", xlabel="iteration")
     for ax in axes:
@@ -200,7 +323,7 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
-    print("\n".join([header, *rows]))
+    print("\n".join([*metrics, "", *phases, "", *guidance]))
 
 
 def _file_name(method: str) -> str:
@@ -218,6 +341,10 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=["splatfacto", "vlm-fastgs"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--runs-dir", default=None, help="where ns-train run folders go (default: OUT/runs)")
+    parser.add_argument("--vlm-model-path", default=None,
+                        help="--pipeline.vlm.model-path of '+vlm' methods (e.g. a tiny_vlm folder)")
+    parser.add_argument("--coverage-threshold", type=float, default=0.1,
+                        help="per-pixel mean absolute RGB error (0-1) below which a test pixel counts as covered")
     parser.add_argument("--run-one", default=None)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)

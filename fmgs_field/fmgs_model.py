@@ -13,7 +13,9 @@ schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``)
   target's resolution, as in ``train.py``. The CLIP weight is ``0.2 * clip_loss_weight`` for the first 20 feature
   steps; the pixel-alignment term starts ``pixel_alignment_after`` feature steps in (README stage 3 at 32.5k).
 - In eval mode, with positives set on the CLIP teacher (the viewer's "FMGS Positives" field), outputs include
-  ``relevancy_{i}`` [H, W, 1] and ``composited_{i}`` [H, W, 3] as LERF's; training never computes relevancy.
+  ``relevancy_{i}`` [H, W, 1] and ``composited_{i}`` [H, W, 3] as LERF's; training never computes relevancy. Those
+  maps render the CLIP features' coefficients in a basis of their span (:mod:`fmgs_field.projection`), not all 512
+  channels.
 - Evaluation (the pipeline wraps it in :meth:`FMGSModel.feature_outputs`): eval outputs also carry the feature maps,
   and :meth:`FMGSModel.get_image_metrics_and_images` adds ``feature_fidelity_clip``/``feature_fidelity_dino`` (mean
   cosine with the eval image's teacher maps) and, for LERF-OVS labels, per-frame sums that become mIoU and
@@ -37,6 +39,7 @@ from torch.nn import Parameter
 from fmgs_field.evaluation import FrameLabels, evaluate_frame, feature_fidelity, frame_label_sums, frame_relevancies
 from fmgs_field.field import FMGSFieldConfig, FMGSFieldHeadNames
 from fmgs_field.losses import CLIP_LOSS_WEIGHT, PIXEL_ALIGNMENT_WEIGHT, feature_loss_dict
+from fmgs_field.projection import feature_basis, projected_relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.clip_teacher import CLIPTeacher
 from vlm_instruct_gs.rendering import rasterize
@@ -66,6 +69,10 @@ class FMGSModelConfig(VLMFastGSModelConfig):
     """Feature steps before the pixel-alignment loss is switched on (FMGS README: stage 3 starts at 32.5k)."""
     query_chunk_size: int = 1 << 18
     """Gaussians per field evaluation outside autograd (bounds activation memory at render time)."""
+    relevancy_basis_tol: float = 1e-6
+    """Text queries render the per-Gaussian CLIP features' coefficients in an orthonormal basis of their span instead
+    of all clip_dim channels (:mod:`fmgs_field.projection`); directions holding at most this fraction of the features'
+    energy are dropped. A negative value renders the full CLIP map (the slow reference path)."""
 
 
 class FMGSModel(VLMFastGSModel):
@@ -82,6 +89,7 @@ class FMGSModel(VLMFastGSModel):
         self.fmgs_field = self.config.fmgs_field.setup()
         self.clip_teacher: Optional[CLIPTeacher] = None
         self._eval_feature_outputs = False
+        self._query_cache: Optional[Tuple[tuple, Tensor, Tensor]] = None  # (key, basis [D, k], coefficients [N, k])
 
     def set_clip_teacher(self, teacher: CLIPTeacher) -> None:
         """Attaches the CLIP teacher used for text queries (the pipeline passes the datamanager's).
@@ -113,6 +121,35 @@ class FMGSModel(VLMFastGSModel):
             return
         super().step_post_backward(step)
 
+    def _rasterize_features(self, camera: Cameras, params: Dict[str, Tensor], colors: Tensor) -> Tuple[Tensor, Tensor]:
+        """Alpha-composites per-Gaussian ``colors`` [N, C] (any C) at ``feature_resolution`` with the Gaussians
+        detached; returns ``(render [h, w, C], alpha [h, w, 1])``."""
+        if self.training:
+            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
+        else:
+            camera_to_world = camera.camera_to_worlds
+        scale = self.config.feature_resolution / self._get_downscale_factor()
+        K = camera.get_intrinsics_matrices().to(self.device).clone()
+        K[:, :2, :] *= scale  # fx, cx, fy, cy as Cameras.rescale_output_resolution does
+        width, height = int(camera.width.item() * scale), int(camera.height.item() * scale)
+        render, alpha, _ = rasterize(
+            means=params["means"].detach(),
+            quats=params["quats"].detach(),
+            scales=torch.exp(params["scales"].detach()),
+            opacities=torch.sigmoid(params["opacities"].detach()).squeeze(-1),
+            colors=colors,
+            viewmats=get_viewmat(camera_to_world.detach()).to(self.device),
+            Ks=K,
+            width=max(width, 1),
+            height=max(height, 1),
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode="RGB",
+            sh_degree=None,
+            rasterize_mode=self.config.rasterize_mode,
+        )
+        return render[0], alpha[0]
+
     def render_feature_maps(self, camera: Cameras) -> Dict[str, Tensor]:
         """Renders the field's CLIP and DINO outputs with the Gaussians detached.
 
@@ -126,36 +163,55 @@ class FMGSModel(VLMFastGSModel):
         params = self._cropped_params()
         if params is None:
             return {}
-        if self.training:
-            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
-        else:
-            camera_to_world = camera.camera_to_worlds
-        scale = self.config.feature_resolution / self._get_downscale_factor()
-        K = camera.get_intrinsics_matrices().to(self.device).clone()
-        K[:, :2, :] *= scale  # fx, cx, fy, cy as Cameras.rescale_output_resolution does
-        width, height = int(camera.width.item() * scale), int(camera.height.item() * scale)
-        means = params["means"].detach()
         chunk = None if torch.is_grad_enabled() else self.config.query_chunk_size
-        out = self.fmgs_field(means, chunk_size=chunk)
+        out = self.fmgs_field(params["means"].detach(), chunk_size=chunk)
         clip, dino = out[FMGSFieldHeadNames.CLIP], out[FMGSFieldHeadNames.DINO]
-        render, alpha, _ = rasterize(
-            means=means,
-            quats=params["quats"].detach(),
-            scales=torch.exp(params["scales"].detach()),
-            opacities=torch.sigmoid(params["opacities"].detach()).squeeze(-1),
-            colors=torch.cat([clip, dino], dim=-1),
-            viewmats=get_viewmat(camera_to_world.detach()).to(self.device),
-            Ks=K,
-            width=max(width, 1),
-            height=max(height, 1),
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode="RGB",
-            sh_degree=None,
-            rasterize_mode=self.config.rasterize_mode,
-        )
+        render, alpha = self._rasterize_features(camera, params, torch.cat([clip, dino], dim=-1))
         d_clip = clip.shape[-1]
-        return {"fmgs_clip": render[0, ..., :d_clip], "fmgs_dino": render[0, ..., d_clip:], "fmgs_alpha": alpha[0]}
+        return {"fmgs_clip": render[..., :d_clip], "fmgs_dino": render[..., d_clip:], "fmgs_alpha": alpha}
+
+    @torch.no_grad()
+    def clip_coefficients(self) -> Tuple[Tensor, Tensor]:
+        """Basis of the per-Gaussian CLIP features' span and every Gaussian's coefficients in it
+        (:func:`fmgs_field.projection.feature_basis` with ``relevancy_basis_tol``).
+
+        Cached until the Gaussian means, the field's parameters (any in-place update or load bumps their versions),
+        the number of Gaussians or the step change, so a static scene in the viewer pays for the field and the basis
+        once.
+
+        Returns:
+            ``(basis [Dc, k], coefficients [N, k])`` for all N Gaussians (crop box ignored).
+        """
+        means = self.gauss_params["means"]
+        key = (self.step, means.shape[0], means._version, *(p._version for p in self.fmgs_field.parameters()))
+        if self._query_cache is None or self._query_cache[0] != key:
+            clip = self.fmgs_field(means.detach(), chunk_size=self.config.query_chunk_size)[FMGSFieldHeadNames.CLIP]
+            basis = feature_basis(clip, self.config.relevancy_basis_tol)
+            self._query_cache = (key, basis, clip @ basis)
+        return self._query_cache[1], self._query_cache[2]
+
+    @torch.no_grad()
+    def render_relevancy(self, camera: Cameras) -> Optional[Tensor]:
+        """Relevancy maps of the CLIP teacher's current positives against its negatives, rendered from
+        :meth:`clip_coefficients` (k channels instead of Dc; exact up to ``relevancy_basis_tol``).
+
+        Args:
+            camera: One camera.
+
+        Returns:
+            ``[h, w, P]`` in (0, 1) at ``feature_resolution``, or None (no teacher or positives, empty crop box).
+        """
+        teacher = self.clip_teacher
+        params = self._cropped_params()
+        if teacher is None or not teacher.positives or params is None:
+            return None
+        if self.config.relevancy_basis_tol < 0:
+            return teacher.relevancy(self.render_feature_maps(camera)["fmgs_clip"])
+        basis, coefficients = self.clip_coefficients()
+        if self.crop_box is not None and not self.training:
+            coefficients = coefficients[self.crop_box.within(self.means).reshape(-1)]
+        rendered, _ = self._rasterize_features(camera, params, coefficients)
+        return projected_relevancy(rendered, basis, teacher.pos_embeds, teacher.neg_embeds)
 
     @contextlib.contextmanager
     def feature_outputs(self) -> Iterator[None]:
@@ -190,13 +246,15 @@ class FMGSModel(VLMFastGSModel):
         query = teacher is not None and bool(teacher.positives)
         if not (query or self._eval_feature_outputs):
             return outputs
-        features = self.render_feature_maps(camera)
-        if self._eval_feature_outputs:
+        if self._eval_feature_outputs:  # evaluation needs the full maps anyway: relevancy from them
+            features = self.render_feature_maps(camera)
             outputs.update(features)
-        if not (features and query):
+            rel = teacher.relevancy(features["fmgs_clip"]) if features and query else None
+        else:
+            rel = self.render_relevancy(camera)
+        if rel is None:
             return outputs
         rgb = outputs["rgb"]
-        rel = teacher.relevancy(features["fmgs_clip"])  # [h, w, P]
         rel = resize_feature_map(rel, tuple(rgb.shape[:2]))
         for i in range(rel.shape[-1]):
             r = rel[..., i : i + 1]

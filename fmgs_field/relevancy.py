@@ -46,8 +46,24 @@ def relevancy(
     f = F.normalize(features.float(), dim=-1)
     pos = F.normalize(positives.to(f), dim=-1)
     neg = F.normalize(negatives.to(f), dim=-1)
-    cos_pos = f @ pos.T  # [..., P]
-    cos_neg = f @ neg.T  # [..., M]
+    return relevancy_from_cosines(f @ pos.T, f @ neg.T, temperature)
+
+
+def relevancy_from_cosines(
+    cos_pos: Float[Tensor, "*bs P"],
+    cos_neg: Float[Tensor, "*bs M"],
+    temperature: float = RELEVANCY_TEMPERATURE,
+) -> Float[Tensor, "*bs P"]:
+    """:func:`relevancy` from the cosines of the features with the positive and negative embeddings.
+
+    Args:
+        cos_pos: Cosine of each feature with each positive. [..., P]
+        cos_neg: Cosine of each feature with each negative. [..., M]
+        temperature: Softmax temperature multiplier (10).
+
+    Returns:
+        ``min_m softmax(temperature * [cos_pos, cos_neg_m])[0]`` per positive, in (0, 1). [..., P]
+    """
     sims = torch.stack(torch.broadcast_tensors(cos_pos[..., :, None], cos_neg[..., None, :]), dim=-1)  # [..., P, M, 2]
     probs = torch.softmax(temperature * sims, dim=-1)[..., 0]  # [..., P, M]
     return probs.min(dim=-1).values

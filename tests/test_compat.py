@@ -51,3 +51,20 @@ def test_offline_safe_lpips_only_patches_inside_block():
     with offline_safe_lpips():
         assert lpip_module.LearnedPerceptualImagePatchSimilarity is OptionalLPIPS
     assert lpip_module.LearnedPerceptualImagePatchSimilarity is original
+
+
+@pytest.mark.parametrize("saved_by", ["numpy.core.multiarray", "numpy._core.multiarray"])
+def test_checkpoints_from_either_numpy_major_load(saved_by):
+    """A run trained under numpy 2 (numpy._core) is evaluated under numpy 1.x (numpy.core), and the other way round."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    # the legacy format keeps the pickle uncompressed in the stream, so the module path can be rewritten in place
+    torch.save({"scalar": np.float64(2.5), "t": torch.ones(2)}, buf, _use_new_zipfile_serialization=False)
+    data = buf.getvalue()
+    here = next(m for m in (b"numpy._core.multiarray", b"numpy.core.multiarray") if m in data)
+    data = data.replace(here, saved_by.encode())
+    assert saved_by.encode() in data
+    allow_nerfstudio_checkpoints()
+    loaded = torch.load(io.BytesIO(data))
+    assert loaded["scalar"] == 2.5 and torch.equal(loaded["t"], torch.ones(2))

@@ -102,6 +102,20 @@ def test_pipeline_trains_features_and_answers_queries(transforms_scene, tmp_path
         assert queried[f"relevancy_{i}"].shape == (24, 32, 1)
         assert queried[f"composited_{i}"].shape == (24, 32, 3)
         assert ((queried[f"relevancy_{i}"] > 0) & (queried[f"relevancy_{i}"] < 1)).all()
+    # the basis-coefficient render equals relevancy of the full CLIP map (the reference path, tol < 0)
+    basis, coefficients = model.clip_coefficients()
+    assert basis.shape[0] == 16 and coefficients.shape == (model.num_points, basis.shape[1])
+    model.config.relevancy_basis_tol = -1.0
+    with torch.no_grad():
+        reference = model.get_outputs_for_camera(camera)
+    model.config.relevancy_basis_tol = 1e-6
+    for i in range(2):
+        assert torch.allclose(queried[f"relevancy_{i}"], reference[f"relevancy_{i}"], atol=1e-4)
+    # the cached coefficients follow in-place updates of the field (optimiser steps, checkpoint loads)
+    assert model.clip_coefficients()[1] is coefficients
+    with torch.no_grad():
+        next(model.fmgs_field.parameters()).add_(0.5)
+    assert not torch.equal(model.clip_coefficients()[1], coefficients)
 
 
 def test_method_registration():

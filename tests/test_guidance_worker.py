@@ -1,5 +1,6 @@
 """The guidance worker (inline and threaded) and the controller applying answers at the next refinement step."""
 
+import dataclasses
 import threading
 import time
 
@@ -135,4 +136,28 @@ def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
     guidance = ctrl.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu"))
     assert guidance is not None and float(guidance["densify"].max()) == 1.0
     assert ctrl.applied[0]["step"] == 8 and ctrl.applied[0]["query_step"] == 2
+    ctrl.close()
+
+
+class _ResettingStrategy(_Strategy):
+    reset_every = 3
+
+    @staticmethod
+    def last_opacity_reset(step):
+        return step // 3 * 3 or None
+
+
+def test_queries_after_an_opacity_reset_are_deferred_not_dropped():
+    scene, strategy = _Scene(16), _ResettingStrategy()
+    ctrl = _controller(_FixedSource(), asynchronous=False, settle_after_reset=5)  # settle clamped to 2 (< 3)
+    schedule = dataclasses.replace(ctrl.config.schedule, detail_start=3, detail_stop=5)  # detail at 3 and 4
+    ctrl.config = dataclasses.replace(ctrl.config, schedule=schedule)
+    queried = []
+    for step in range(8):
+        before = len(ctrl.worker._done)
+        ctrl.after_step(step, scene.render, scene.cameras, scene.images, strategy)
+        if len(ctrl.worker._done) > before:
+            queried.append(step)
+    assert queried == [5]  # reset at 3: both queries (3 and 4) wait to 3 + 2
+    assert len(ctrl.worker.collect()) == 1  # one snapshot answers both deferred queries of the phase
     ctrl.close()

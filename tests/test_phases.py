@@ -12,6 +12,7 @@ from vlm_instruct_gs.guidance.phases import (
     phase_name,
     query_phases,
     query_steps,
+    settled_query_phases,
     unapplied_queries,
 )
 from vlm_instruct_gs.strategy import FastGSStrategy
@@ -67,3 +68,27 @@ def test_default_schedule_lines_up_with_fastgs_under_20k():
     late = GuidanceSchedule(artifacts_stop=20000)
     lost = unapplied_queries(late, apply, 20000)
     assert lost == {"artifacts": [18000, 19000]}  # the last apply step is the final prune at 18000
+
+
+def test_fastgs_reports_its_latest_opacity_reset():
+    strategy = FastGSStrategy()  # resets at 3000, 6000, 9000, 12000 (every 3000 below refine_stop_iter 15000)
+    assert [strategy.last_opacity_reset(s) for s in (0, 2999, 3000, 5999, 12001, 14999, 19999)] == [
+        None, None, 3000, 3000, 12000, 12000, 12000]
+
+
+def test_queries_right_after_an_opacity_reset_wait_until_it_settles():
+    schedule, strategy = GuidanceSchedule(), FastGSStrategy()
+
+    def phases_at(step, settle=250):
+        return settled_query_phases(schedule, step, strategy.last_opacity_reset(step), settle)
+
+    # the default schedule queries detail at 3000 and 6000, subject at 9000 and 12000, artifacts at 12000: all resets
+    asked = {s: phases_at(s) for s in range(20000) if phases_at(s)}
+    assert asked[3250] == ("detail",) and asked[6250] == ("detail",) and asked[9250] == ("subject",)
+    assert asked[12250] == ("subject", "artifacts") and not {3000, 6000, 9000, 12000} & set(asked)
+    assert asked[3500] == ("detail",) and asked[14000] == ("artifacts",)  # queries away from resets are untouched
+    # nothing is lost or duplicated: one query per scheduled query
+    scheduled = sum(len(query_phases(schedule, s)) for s in range(20000))
+    assert sum(len(p) for p in asked.values()) == scheduled
+    # settle 0 restores the plain schedule
+    assert all(phases_at(s, settle=0) == query_phases(schedule, s) for s in range(0, 20000, 250))

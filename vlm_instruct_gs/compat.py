@@ -94,3 +94,10 @@ def allow_nerfstudio_checkpoints() -> None:
         from numpy.core import multiarray
     dtypes = [type(np.dtype(name)) for name in ("float32", "float64", "int64", "int32", "uint8", "bool")]
     add([np.dtype, np.ndarray, multiarray.scalar, multiarray._reconstruct, *dtypes])
+    # A checkpoint pickles numpy's module path of the machine that saved it (numpy 2: numpy._core, 1.x: numpy.core), so
+    # a run trained on one machine and evaluated on another needs both spellings; (object, name) pairs need torch 2.6.
+    try:
+        add([(obj, f"{module}.{obj.__name__}") for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+             for obj in (multiarray.scalar, multiarray._reconstruct)])
+    except (TypeError, AttributeError, ValueError):  # older torch: only this numpy's own spelling is allowed
+        pass

@@ -47,6 +47,7 @@ def scaled_schedule(iterations: int, full: int = 20000) -> List[str]:
         flags += [f"--pipeline.model.fastgs.{name}", str(max(1, round(steps * scale)))]
     for name, steps in _GUIDANCE_STEPS.items():
         flags += [f"--pipeline.guidance.schedule.{name}", str(max(1, round(steps * scale)))]
+    flags += ["--pipeline.guidance.settle-after-reset", str(round(250 * scale))]
     return flags
 
 

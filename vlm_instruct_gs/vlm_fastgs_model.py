@@ -38,6 +38,7 @@ from torch import Tensor
 from vlm_instruct_gs.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceController
 from vlm_instruct_gs.guidance.snapshots import RenderedView
+from vlm_instruct_gs.metrics import pixel_coverage
 from vlm_instruct_gs.rendering import rasterize
 from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
 
@@ -169,7 +170,7 @@ class VLMFastGSModel(SplatfactoModel):
         )
         if guidance is not None and self._train_views is not None:
             views = self._train_views
-            guidance.after_step(step, self.render_guidance_view, views.cameras, views.images)
+            guidance.after_step(step, self.render_guidance_view, views.cameras, views.images, self.strategy)
 
     @torch.no_grad()
     def render_guidance_view(self, camera: Cameras) -> RenderedView:
@@ -319,13 +320,16 @@ class VLMFastGSModel(SplatfactoModel):
     def get_image_metrics_and_images(
         self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
-        """PSNR, SSIM, LPIPS (left out when its weights are unavailable) and the side-by-side image, as splatfacto."""
+        """PSNR, SSIM, LPIPS (left out when its weights are unavailable) and the side-by-side image, as splatfacto,
+        plus ``coverage``: the fraction of pixels with mean absolute RGB error below 0.1
+        (:func:`~vlm_instruct_gs.metrics.pixel_coverage`)."""
         gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
         pred = outputs["rgb"]
         gt_b, pred_b = gt.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None]
         metrics: Dict[str, float] = {
             "psnr": float(self.psnr(gt_b, pred_b).item()),
             "ssim": float(self.ssim(gt_b, pred_b)),
+            "coverage": pixel_coverage(pred, gt),
             "num_gaussians": float(self.num_points),
         }
         lpips = self.lpips(gt_b, pred_b)

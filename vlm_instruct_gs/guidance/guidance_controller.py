@@ -46,7 +46,13 @@ from vlm_instruct_gs.guidance.masks import (
     stack_views,
 )
 from vlm_instruct_gs.guidance.parsing import PHASES, GuidanceSource
-from vlm_instruct_gs.guidance.phases import GuidanceSchedule, phase_enabled, phase_name, query_phases, unapplied_queries
+from vlm_instruct_gs.guidance.phases import (
+    GuidanceSchedule,
+    phase_enabled,
+    phase_name,
+    settled_query_phases,
+    unapplied_queries,
+)
 from vlm_instruct_gs.guidance.prompts import read_prompt_file
 from vlm_instruct_gs.guidance.records import append_applied, overlay, write_records
 from vlm_instruct_gs.guidance.snapshots import RenderedView, Renderer, snapshot_views
@@ -111,6 +117,9 @@ class GuidanceConfig(InstantiateConfig):
     """Ask the source on a background thread; False asks inline at the query step (deterministic)."""
     wait_for_results: bool = False
     """At a refinement step, wait for every outstanding query (asynchronous but reproducible)."""
+    settle_after_reset: int = 250
+    """Queries due within this many steps after the strategy's opacity reset wait until then: right after a reset
+    the renders are nearly transparent (0 queries at the scheduled step)."""
     max_pending: int = 4
     """Most queries outstanding at once; later ones are dropped with a warning."""
     cuda_side_stream: bool = True
@@ -251,7 +260,14 @@ class GuidanceController:
         out = {"densify": densify.clamp(-1.0, 1.0), "prune": prune.clamp(0.0, 1.0)}
         return {k: v for k, v in out.items() if has[k]}
 
-    def after_step(self, step: int, render: Renderer, cameras: Cameras, images: Sequence[Dict[str, Tensor]]) -> None:
+    def after_step(
+        self,
+        step: int,
+        render: Renderer,
+        cameras: Cameras,
+        images: Sequence[Dict[str, Tensor]],
+        strategy=None,
+    ) -> None:
         """Snapshot and submit this step's queries (after the strategy ran).
 
         Args:
@@ -259,8 +275,15 @@ class GuidanceController:
             render: renders one camera with the current Gaussians.
             cameras: training cameras ``[C]`` (any device).
             images: the datamanager's cached training images, ``images[i]["image"]`` [H, W, 3|4] uint8 or float.
+            strategy: a :class:`~vlm_instruct_gs.strategy.fastgs.FastGSStrategy` (``last_opacity_reset``,
+                ``reset_every``) or None; queries due within ``settle_after_reset`` steps of its latest opacity reset
+                are deferred (:func:`~vlm_instruct_gs.guidance.phases.settled_query_phases`).
         """
-        phases = query_phases(self.config.schedule, step)
+        last_reset, settle = None, 0
+        if strategy is not None:
+            last_reset = strategy.last_opacity_reset(step)
+            settle = min(self.config.settle_after_reset, strategy.reset_every - 1)  # settle before the next reset
+        phases = settled_query_phases(self.config.schedule, step, last_reset, settle)
         if not phases:
             return
         for phase in phases:

@@ -11,8 +11,9 @@ Under the 20k-step budget the phases are (defaults; every boundary is a field of
 - ``refinement`` (after the last window): no queries; FastGS's own pruning (refinement until its
   ``refine_stop_iter`` = 15000, final pruning passes after ``final_prune_start_iter``) finishes the model.
 
-Windows are half-open, ``[start, stop)``, and may overlap. A query at step ``s`` snapshots the model after that
-step's refinement; its result is applied at the first later step on which the strategy refines or prunes (see
+Windows are half-open, ``[start, stop)``, and may overlap. A query due in the first steps after an opacity reset
+waits until the opacities have been re-learned (:func:`settled_query_phases`). A query at step ``s`` snapshots the
+model after that step's refinement; its result is applied at the first later step on which the strategy refines or prunes (see
 :func:`unapplied_queries`). Nothing here holds state: the phase after a checkpoint resume is the phase of the step.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
 
@@ -82,6 +83,37 @@ def query_phases(schedule: GuidanceSchedule, step: int) -> Tuple[str, ...]:
         if (step - start) % every == 0:
             out.append(phase)
     return tuple(out)
+
+
+def settled_query_phases(
+    schedule: GuidanceSchedule, step: int, last_reset: Optional[int], settle_steps: int
+) -> Tuple[str, ...]:
+    """:func:`query_phases` with the queries that fall in ``[last_reset, last_reset + settle_steps)`` moved to
+    ``last_reset + settle_steps``.
+
+    Right after an opacity reset every Gaussian is nearly transparent, so a render shows an almost empty scene: a VLM
+    would call all of it under-reconstructed and the image evidence finds nothing. Queries wait until the opacities
+    have been re-learned; several queries of one phase in that window become one. ``settle_steps`` must be shorter
+    than the interval between resets. Pure function of the step, so a resumed run defers the same queries.
+
+    Args:
+        schedule: the phase schedule.
+        step: training step.
+        last_reset: the latest opacity-reset step ``<= step`` of the strategy, or None.
+        settle_steps: steps after a reset before renders are shown to the source (0 disables the deferral).
+
+    Returns:
+        Phases to query at ``step``, in phase order.
+    """
+    if last_reset is None or settle_steps <= 0:
+        return query_phases(schedule, step)
+    settled = last_reset + settle_steps
+    if last_reset <= step < settled:
+        return ()
+    due = set(query_phases(schedule, step))
+    if step == settled:
+        due.update(p for q in range(last_reset, settled) for p in query_phases(schedule, q))
+    return tuple(p for p in PHASES if p in due)
 
 
 def is_query_step(schedule: GuidanceSchedule, step: int) -> bool:
@@ -148,5 +180,6 @@ __all__ = [
     "phase_name",
     "query_phases",
     "query_steps",
+    "settled_query_phases",
     "unapplied_queries",
 ]

@@ -187,6 +187,14 @@ class FastGSStrategy(Strategy):
         """Whether ``step`` runs VCD + VCP (densify, budgeted prune, opacity clamp)."""
         return self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0
 
+    def last_opacity_reset(self, step: int) -> Optional[int]:
+        """The latest step ``<= step`` at which :meth:`step_post_backward` resets opacities (a positive multiple of
+        ``reset_every`` below ``refine_stop_iter``), or None before the first one."""
+        if self.reset_every <= 0:
+            return None
+        last = (min(step, self.refine_stop_iter - 1) // self.reset_every) * self.reset_every
+        return last if last > 0 else None
+
     def is_final_prune_step(self, step: int) -> bool:
         """Whether ``step`` runs a final VCP pass (never on a refine step: its ``view_scores`` predate the refinement)."""
         in_window = self.final_prune_start_iter < step < self.final_prune_stop_iter

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU records of docs/benchmarks/desk_vr_2x_guided (VLM phases) and docs/benchmarks/fmgs_desk_vr (language field),
+# one stage per device call (each well under 10 minutes on an H200):
+#
+#   source benchmarks/gpu_env.sh && bash benchmarks/record_gpu.sh STAGE OUT
+#
+# STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs. The scene is $SCENE (default .scenes/desk_vr:
+# images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
+# reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
+# few packed guidance records), ready to copy under docs/benchmarks.
+set -euo pipefail
+stage=$1
+out=$2
+scene=${SCENE:-.scenes/desk_vr}
+mkdir -p "$out"
+bench=(python benchmarks/compare_methods.py --data "$scene" --downscale 2 --iterations 20000 --num-random 100
+       --seed 42 --out "$out/desk_vr_2x_guided" --runs-dir .runs/desk_vr_2x)
+
+pack_guidance() {  # the run's guidance records: every JSON, plus the images and masks of a few query steps
+  local run_dir
+  run_dir=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['config'].rsplit('/', 1)[0])" "$1")
+  (cd "$run_dir/guidance" && tar czf - applied.jsonl ./*.json step_04000_* step_08000_* step_12000_*) \
+    >"$out/guidance_$2.tar.gz" || true
+}
+
+case $stage in
+  masks)
+    for layout in "" --per-axis; do
+      python benchmarks/bench_masks.py --gaussians 1000000 --views 4 $layout | tee -a "$out/bench_masks.jsonl"
+    done ;;
+  unguided) "${bench[@]}" --run-one vlm-fastgs ;;
+  image-evidence)
+    "${bench[@]}" --run-one vlm-fastgs+image-evidence
+    pack_guidance "$out/desk_vr_2x_guided/vlm-fastgs-image-evidence.json" image-evidence ;;
+  vlm)
+    python -m vlm_instruct_gs.testing.tiny_vlm .runs/tiny_vlm
+    "${bench[@]}" --run-one vlm-fastgs+vlm --vlm-model-path .runs/tiny_vlm
+    pack_guidance "$out/desk_vr_2x_guided/vlm-fastgs-vlm.json" vlm ;;
+  splatfacto) "${bench[@]}" --run-one splatfacto ;;
+  fmgs)
+    # Geometry: $CKPT, by default the unguided stage's vlm-fastgs checkpoint in this machine's .runs, frozen.
+    ckpt=${CKPT:-$(ls .runs/desk_vr_2x/desk_vr/vlm-fastgs/*/nerfstudio_models/step-000019999.ckpt | tail -1)}
+    python benchmarks/bench_fmgs.py --data "$scene" --downscale 2 --geometry-ckpt "$ckpt" --steps 300 \
+      --out "$out/fmgs_desk_vr"
+    bash benchmarks/fmgs_workflow.sh "$scene" "$ckpt" .runs/fmgs "$out/fmgs_desk_vr" 3000 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs)" >&2; exit 2 ;;
+esac
