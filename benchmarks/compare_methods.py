@@ -3,7 +3,9 @@
 Each method trains in its own process (``--run-one``) so peak GPU memory is its own. Both use the project's scene
 dataparser with ``init=random``: the same ``--num-random`` points, drawn where the training cameras look from the
 same seed, reach each model as its initial point cloud. After training, the eval split is scored in the same process
-(as ``ns-eval`` does), and loss / Gaussian-count curves are read from the run's tensorboard events.
+(as ``ns-eval`` does: PSNR, SSIM, LPIPS when available, and coverage, the share of pixels with mean absolute error
+below ``--coverage-threshold``), loss / Gaussian-count curves are read from the run's tensorboard events, and guided
+runs report per-phase Gaussian counts and what the guidance cost and did (:func:`guidance_summary`).
 
 Usage (GPU)::
 

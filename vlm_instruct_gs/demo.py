@@ -4,9 +4,9 @@ It drives the same command-line tools a user runs, so a green demo means the ins
 Small enough for a laptop CPU in a few minutes; on a CUDA machine it uses the GPU.
 
 It runs offline: guidance comes from the weights-free image-evidence source (``--pipeline.guidance.source
-image-evidence``) instead of the default Qwen3-VL, whose weights a fresh machine does not have. Guidance records land in
-``<run>/guidance``; with the default 1500 steps only phase 1 (detail, from step 500) fires, ``--iterations 20000`` runs
-all three phases.
+image-evidence``) instead of the default Qwen3-VL, whose weights a fresh machine does not have. The FastGS and guidance
+schedules are compressed from 20k steps to ``--iterations`` (1500 by default), so all three phases fire; guidance
+records land in ``<run>/guidance``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ import torch
 from vlm_instruct_gs.data.synthetic_scene import write_synthetic_scene
 
 
+def _tool(name: str) -> str:
+    """The console script ``name`` of this interpreter's environment (works in an unactivated virtualenv), else PATH's."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
 def _run(cmd: List[str]) -> None:
+    cmd = [_tool(cmd[0]), *cmd[1:]]
     print("+", " ".join(cmd), flush=True)
     result = subprocess.run(cmd)
     if result.returncode != 0:
