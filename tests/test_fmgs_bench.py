@@ -30,6 +30,9 @@ def test_bench_tiny_on_cpu(tmp_path):
     assert render["resolution"] == [64, 36] and render["feature_map_resolution"] == [32, 18]
     assert {"rgb", "relevancy_0", "composited_0"} <= set(render["output_keys"])
     assert render["full_output"]["renders"] == 2 and render["full_output"]["fps"] > 0
+    # the fast relevancy path renders fewer channels than the CLIP width and matches the full-map reference
+    assert 1 <= render["relevancy_channels"]["rendered"] <= render["relevancy_channels"]["clip_dim"]
+    assert render["relevancy_max_abs_diff"] < 1e-3 and render["basis_rebuild"]["ms_per_frame"] > 0
     for key in ("psnr", "feature_fidelity_clip", "feature_fidelity_dino"):
         assert -1.0 <= saved["eval"][key] <= 100.0
     assert results["render"] == render
