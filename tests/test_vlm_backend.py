@@ -262,3 +262,26 @@ def test_openai_backend_errors(server):
         port = s.getsockname()[1]
     with pytest.raises(VLMBackendError, match="base_url"):
         OpenAIChatVLMBackend(base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2.0)
+
+
+@pytest.mark.filterwarnings("error:Passing `min_pixels`:FutureWarning")  # the kwargs transformers is removing
+@pytest.mark.parametrize("size", [(512, 384), (8, 8)])
+def test_ask_keeps_images_within_the_pixel_bounds(tiny_dir, size):
+    """min_pixels / max_pixels reach the image processor: a large image is shrunk, a tiny one enlarged."""
+    backend = TransformersVLMBackend(model_path=str(tiny_dir), **SMALL)
+    processor, grids = backend.processor, []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(processor, name)
+
+        def __call__(self, *args, **kwargs):
+            out = processor(*args, **kwargs)
+            grids.append(out["image_grid_thw"])
+            return out
+
+    backend.processor = Spy()
+    backend.ask([np.zeros((size[1], size[0], 3), np.uint8)], "Locate the main subject.")
+    patch = processor.image_processor.patch_size
+    pixels = int(grids[0].prod()) * patch**2
+    assert SMALL["min_pixels"] <= pixels <= SMALL["max_pixels"]

@@ -277,7 +277,8 @@ class TransformersVLMBackend(VLMBackend):
         pil = [to_pil(im) for im in images]
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        pixels = {"min_pixels": self.config.min_pixels, "max_pixels": self.config.max_pixels}
+        # Qwen2/3-VL image processors read pixel-count bounds from size (min_pixels/max_pixels kwargs are deprecated)
+        pixels = {"size": {"shortest_edge": self.config.min_pixels, "longest_edge": self.config.max_pixels}}
         answers: List[str] = []
         for i in range(0, len(pil), max(1, self.config.batch_size)):
             chunk = pil[i : i + max(1, self.config.batch_size)]
