@@ -3,18 +3,10 @@
 import json
 
 import pytest
-import torch
 
 from benchmarks.bench_fmgs import main as bench_main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small CPU workloads: one intra-op thread beats two contended ones (several times faster on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bench_tiny_on_cpu(tmp_path):

@@ -38,14 +38,7 @@ from tests.conftest import look_at
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.rendering import rasterize
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small CPU workloads: one intra-op thread beats two contended ones (several times faster on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 BOXES = torch.tensor(

@@ -6,17 +6,7 @@ import pytest
 import torch
 
 from fmgs_field.field import FMGSField, FMGSFieldConfig, FMGSFieldHeadNames, contract
-
-SMALL = dict(
-    grid_levels=(2, 2),
-    grid_resolutions=((4, 8), (8, 16)),
-    log2_hashmap_sizes=(10, 10),
-    features_per_level=4,
-    hidden_width=32,
-    clip_dim=16,
-    dino_dim=12,
-    implementation="torch",
-)
+from tests.conftest import tiny_fmgs_field
 
 
 def test_default_field_shapes_and_unit_norm_clip():
@@ -38,7 +28,7 @@ def test_default_field_shapes_and_unit_norm_clip():
 
 
 def test_parameter_count_is_fixed_by_config_not_by_points():
-    field = FMGSFieldConfig(**SMALL).setup()
+    field = tiny_fmgs_field(dino_dim=12).setup()
     n_params = sum(p.numel() for p in field.parameters())
     hash_entries = sum(2 * (2**10) * 4 for _ in range(2))  # levels * table * features per grid
     assert n_params > hash_entries
@@ -66,13 +56,13 @@ def test_contraction_values():
     # L_inf: (2, 1, 0) has inf-norm 2 -> (2 - 1/2) * (1, 0.5, 0).
     y = contract(torch.tensor([[2.0, 1.0, 0.0]]), order=float("inf"))
     torch.testing.assert_close(y * 4 - 2, torch.tensor([[1.5, 0.75, 0.0]]))
-    field = FMGSFieldConfig(**SMALL, contraction_order="linf").setup()
+    field = tiny_fmgs_field(dino_dim=12, contraction_order="linf").setup()
     torch.testing.assert_close(field.contract(torch.tensor([[2.0, 1.0, 0.0]])), y)
 
 
 def test_chunked_forward_matches_and_gradients_reach_the_hash_tables():
     torch.manual_seed(0)
-    field = FMGSFieldConfig(**SMALL).setup()
+    field = tiny_fmgs_field(dino_dim=12).setup()
     positions = torch.randn(300, 3)
     full = field(positions)
     with torch.no_grad():

@@ -19,14 +19,7 @@ from tests.conftest import tiny_fmgs_field
 from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.data.synthetic_scene import write_synthetic_scene
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small CPU workloads: one intra-op thread beats two contended ones (several times faster on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 TINY_FIELD = tiny_fmgs_field()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small CPU workloads: one intra-op thread beats two contended ones (several times faster on busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cpu_run(config, root, steps):

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from vlm_instruct_gs.guidance.cli import main
@@ -12,25 +11,8 @@ from vlm_instruct_gs.guidance.cli import main
 H, W = 64, 96
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """The tiny model's matmuls are far faster on one thread than on oversubscribed busy cores; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    from vlm_instruct_gs.testing.tiny_vlm import tokenizer_dir, write_tiny_vlm
-
-    try:
-        tokenizer_dir()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    return write_tiny_vlm(tmp_path_factory.mktemp("tiny_qwen3_vl_cli"))
 
 
 @pytest.fixture()
@@ -101,7 +83,7 @@ def test_image_evidence_artifacts_with_reference_and_error_map(scene, tmp_path, 
     assert code == 0 and len(boxes) == 1 and boxes[0]["bbox_2d"][0] < 40 and boxes[0]["bbox_2d"][3] < 300
 
 
-def test_tiny_vlm_end_to_end(scene, tiny_dir, tmp_path, capsys):
+def test_tiny_vlm_end_to_end(scene, tiny_vlm_dir, tmp_path, capsys):
     mask_path = tmp_path / "vlm_mask.png"
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("# my prompt\nBox the blurry parts as JSON.\n")
@@ -113,7 +95,7 @@ def test_tiny_vlm_end_to_end(scene, tiny_dir, tmp_path, capsys):
         "--image",
         scene,
         "--model",
-        tiny_dir,
+        tiny_vlm_dir,
         "--out-mask",
         mask_path,
         "--prompt-file",

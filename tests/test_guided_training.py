@@ -208,16 +208,6 @@ def test_floater_answers_prune_gaussians_in_front_of_the_surface(scene, unguided
     assert guided.shape[0] < unguided(4).shape[0]  # marked floaters joined the prune candidates and were removed
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm_dir(tmp_path_factory):
-    from vlm_instruct_gs.testing.tiny_vlm import tokenizer_dir, write_tiny_vlm
-
-    try:
-        tokenizer_dir()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    return write_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
-
 
 def test_tiny_vlm_garbage_answers_warn_and_never_crash(scene, unguided, tiny_vlm_dir, tmp_path, caplog):
     vlm = VLMBackendConfig(model_path=str(tiny_vlm_dir), max_new_tokens=8, batch_size=2, min_pixels=4096,

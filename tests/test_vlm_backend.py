@@ -27,29 +27,13 @@ pytest.importorskip("transformers")
 SMALL = dict(max_new_tokens=8, min_pixels=32 * 32, max_pixels=64 * 64, batch_size=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """The tiny model's matmuls are far faster on one thread than on oversubscribed busy cores; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from vlm_instruct_gs.testing.tiny_vlm import tokenizer_dir, write_tiny_vlm
-
-    try:
-        tokenizer_dir()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    return write_tiny_vlm(tmp_path_factory.mktemp("tiny_qwen3_vl"))
-
-
-@pytest.fixture(scope="module")
-def backend(tiny_dir):
-    return TransformersVLMBackend(model_path=str(tiny_dir), **SMALL)
+def backend(tiny_vlm_dir):
+    return TransformersVLMBackend(model_path=str(tiny_vlm_dir), **SMALL)
 
 
 def _images():
@@ -266,9 +250,9 @@ def test_openai_backend_errors(server):
 
 @pytest.mark.filterwarnings("error:Passing `min_pixels`:FutureWarning")  # the kwargs transformers is removing
 @pytest.mark.parametrize("size", [(512, 384), (8, 8)])
-def test_ask_keeps_images_within_the_pixel_bounds(tiny_dir, size):
+def test_ask_keeps_images_within_the_pixel_bounds(tiny_vlm_dir, size):
     """min_pixels / max_pixels reach the image processor: a large image is shrunk, a tiny one enlarged."""
-    backend = TransformersVLMBackend(model_path=str(tiny_dir), **SMALL)
+    backend = TransformersVLMBackend(model_path=str(tiny_vlm_dir), **SMALL)
     processor, grids = backend.processor, []
 
     class Spy:
