@@ -196,6 +196,7 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     import gsplat
 
     curves = read_curves(config.get_base_dir())
+    phase_ends = phase_boundaries(config)
     checkpoints = sorted((config.get_base_dir() / "nerfstudio_models").glob("step-*.ckpt"))
     return {
         "method": method,
@@ -206,8 +207,8 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
         "metrics": evaluate(pipeline, args.coverage_threshold),
         "coverage_threshold": args.coverage_threshold,
         "num_gaussians": int(pipeline.model.num_points),
-        "phase_ends": phase_boundaries(config),
-        "gaussians_at_phase_end": counts_at(curves.get("gaussians", []), phase_boundaries(config)),
+        "phase_ends": phase_ends,
+        "gaussians_at_phase_end": counts_at(curves.get("gaussians", []), phase_ends),
         "guidance": guidance_summary(pipeline),
         "vlm_model_path": args.vlm_model_path if "+vlm" in method else None,
         "train_wall_s": wall,

@@ -208,8 +208,9 @@ class FMGSModel(VLMFastGSModel):
         if self.config.relevancy_basis_tol < 0:
             return teacher.relevancy(self.render_feature_maps(camera)["fmgs_clip"])
         basis, coefficients = self.clip_coefficients()
-        if self.crop_box is not None and not self.training:
-            coefficients = coefficients[self.crop_box.within(self.means).reshape(-1)]
+        inside = self._crop_mask()
+        if inside is not None:
+            coefficients = coefficients[inside]
         rendered, _ = self._rasterize_features(camera, params, coefficients)
         return projected_relevancy(rendered, basis, teacher.pos_embeds, teacher.neg_embeds)
 

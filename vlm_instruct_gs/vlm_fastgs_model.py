@@ -306,12 +306,19 @@ class VLMFastGSModel(SplatfactoModel):
             view_losses=torch.stack(losses),
         )
 
+    def _crop_mask(self) -> Optional[Tensor]:
+        """[N] bool of the Gaussians inside the viewer's crop box, or None when every Gaussian counts (no crop box, or
+        training)."""
+        if self.crop_box is None or self.training:
+            return None
+        return self.crop_box.within(self.means).reshape(-1)
+
     def _cropped_params(self) -> Optional[Dict[str, Tensor]]:
         """Per-Gaussian tensors inside the viewer's crop box (all of them when training), None if it is empty."""
         names = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
-        if self.crop_box is None or self.training:
+        inside = self._crop_mask()
+        if inside is None:
             return {k: self.gauss_params[k] for k in names}
-        inside = self.crop_box.within(self.means).reshape(-1)
         if not bool(inside.any()):
             return None
         return {k: self.gauss_params[k][inside] for k in names}

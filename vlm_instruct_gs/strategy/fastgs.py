@@ -272,7 +272,7 @@ class FastGSStrategy(Strategy):
             if self.refine_opa_clamp < 1.0:
                 reset_opa(params=params, optimizers=optimizers, state=state, value=self.refine_opa_clamp)
 
-        if step < self.refine_stop_iter and step > 0 and step % self.reset_every == 0:
+        if self.last_opacity_reset(step) == step:
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.reset_opa)
 
         if self.is_final_prune_step(step):
