@@ -93,7 +93,7 @@ def build_pipeline(args: argparse.Namespace, clip, dino, device: str):
     from fmgs_field.field import FMGSFieldConfig
     from fmgs_field.fmgs_model import FMGSModelConfig
     from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
-    from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+    from splat_core.data.scene_dataparser import SceneDataParserConfig
 
     field = FMGSFieldConfig()
     if args.tiny:
@@ -291,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     device = torch.device(device_name)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.data is None:
-        from vlm_instruct_gs.data.synthetic_scene import write_synthetic_scene
+        from splat_core.data.synthetic_scene import write_synthetic_scene
 
         size = (48, 36) if args.tiny else (640, 480)
         args.data = write_synthetic_scene(args.out / "scene", num_views=8 if args.tiny else 24, width=size[0],

@@ -41,7 +41,7 @@ def trainer_config(method: str, args: argparse.Namespace):
     """
     from nerfstudio.configs.method_configs import all_methods
 
-    from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+    from splat_core.data.scene_dataparser import SceneDataParserConfig
 
     method, _, source = method.partition("+")
     name, _, variant = method.partition(":")
@@ -149,8 +149,8 @@ def evaluate(pipeline, coverage_threshold: float = 0.1) -> Dict[str, float]:
     import torch
     from torchmetrics.image import PeakSignalNoiseRatio
 
-    from vlm_instruct_gs.compat import OptionalLPIPS
-    from vlm_instruct_gs.metrics import pixel_coverage
+    from splat_core.compat import OptionalLPIPS
+    from splat_core.metrics import pixel_coverage
 
     model = pipeline.model
     psnr = PeakSignalNoiseRatio(data_range=1.0).to(model.device)
@@ -174,7 +174,7 @@ def evaluate(pipeline, coverage_threshold: float = 0.1) -> Dict[str, float]:
 def run_one(method: str, args: argparse.Namespace) -> Dict:
     import torch
 
-    from vlm_instruct_gs.compat import offline_safe_lpips
+    from splat_core.compat import offline_safe_lpips
 
     config = trainer_config(method, args)
     config.set_timestamp()

@@ -35,7 +35,7 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from vlm_instruct_gs.compat import offline_safe_lpips
+    from splat_core.compat import offline_safe_lpips
 
     ns = argparse.Namespace(data=args.data, downscale=args.downscale, iterations=args.start + args.steps,
                             num_random=100, seed=42, init="random", runs_dir="/tmp/profile_runs", out=args.out)

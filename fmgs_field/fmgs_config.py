@@ -17,8 +17,8 @@ from nerfstudio.plugins.types import MethodSpecification
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
 from fmgs_field.fmgs_model import FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
-from vlm_instruct_gs.vlm_fastgs_config import _gaussian_optimizers
+from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.optimizers import gaussian_optimizers
 
 FEATURE_START_STEP = 30000
 MAX_STEPS = 34200
@@ -26,7 +26,7 @@ MAX_STEPS = 34200
 
 def _optimizers() -> dict:
     """The Gaussian optimisers of the splatting method plus the language field's."""
-    optimizers = _gaussian_optimizers(FEATURE_START_STEP)
+    optimizers = gaussian_optimizers(FEATURE_START_STEP)
     optimizers["fmgs_field"] = {
         "optimizer": RAdamOptimizerConfig(lr=5e-3, eps=1e-15, weight_decay=1e-9, max_norm=1.0),
         "scheduler": ExponentialDecaySchedulerConfig(

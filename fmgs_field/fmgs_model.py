@@ -1,6 +1,6 @@
 """fmgs model: Gaussian splatting plus the FMGS language field, rendered as N-channel feature maps.
 
-Subclasses the project's splatfacto model (:class:`vlm_instruct_gs.vlm_fastgs_model.VLMFastGSModel`, a
+Subclasses the shared splatting model (:class:`splat_core.model.SplatModel`, a
 ``SplatfactoModel`` with a CPU rendering path) the way lerf:lerf/lerf.py subclasses Nerfacto, and follows FMGS's
 schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``):
 
@@ -42,12 +42,12 @@ from fmgs_field.losses import CLIP_LOSS_WEIGHT, PIXEL_ALIGNMENT_WEIGHT, feature_
 from fmgs_field.projection import feature_basis, projected_relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.clip_teacher import CLIPTeacher
-from vlm_instruct_gs.rendering import rasterize
-from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModel, VLMFastGSModelConfig
+from splat_core.rendering import rasterize
+from splat_core.model import SplatModel, SplatModelConfig
 
 
 @dataclass
-class FMGSModelConfig(VLMFastGSModelConfig):
+class FMGSModelConfig(SplatModelConfig):
     """fmgs model: the splatting model's fields plus the language field and its schedule."""
 
     _target: Type = field(default_factory=lambda: FMGSModel)
@@ -75,7 +75,7 @@ class FMGSModelConfig(VLMFastGSModelConfig):
     energy are dropped. A negative value renders the full CLIP map (the slow reference path)."""
 
 
-class FMGSModel(VLMFastGSModel):
+class FMGSModel(SplatModel):
     """Splatting model with the FMGS language field. See the module docstring.
 
     Args:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from vlm_instruct_gs.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
+from splat_core.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
 
 
 def test_checkpoint_types_load_with_weights_only():

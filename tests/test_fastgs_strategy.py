@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
+from splat_core.strategy import FastGSStrategy, compute_view_scores
 
 N = 100
 W = H = 100

@@ -35,8 +35,8 @@ from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacher, DINOTeacherConfi
 from fmgs_field.teachers.base import as_float_image
 from fmgs_field.teachers.tiny import write_tiny_teachers
 from tests.conftest import look_at
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
-from vlm_instruct_gs.rendering import rasterize
+from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.rendering import rasterize
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,7 @@ from fmgs_field.fmgs_model import FMGSModel, FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
 from tests.conftest import tiny_fmgs_field
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+from splat_core.data.scene_dataparser import SceneDataParserConfig
 
 TINY_CLIP = "fmgs-model-test-tiny-clip"
 

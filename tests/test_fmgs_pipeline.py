@@ -16,8 +16,8 @@ from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.tiny import write_tiny_teachers
 from tests.conftest import tiny_fmgs_field
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
-from vlm_instruct_gs.data.synthetic_scene import write_synthetic_scene
+from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.data.synthetic_scene import write_synthetic_scene
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -19,7 +19,7 @@ from fmgs_field.query_cli import main as fmgs_query
 from fmgs_field.query_cli import query_slug, split_phrases
 from fmgs_field.teachers.tiny import write_tiny_teachers
 from tests.conftest import tiny_fmgs_field, write_transforms_scene
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+from splat_core.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 
 TINY_FIELD = tiny_fmgs_field()

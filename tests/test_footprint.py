@@ -1,9 +1,9 @@
-"""Tests for vlm_instruct_gs.rendering.footprint against a slow per-Gaussian reference kept here."""
+"""Tests for splat_core.rendering.footprint against a slow per-Gaussian reference kept here."""
 
 import pytest
 import torch
 
-from vlm_instruct_gs.rendering.footprint import count_in_footprints, footprint_area, footprint_bounds
+from splat_core.rendering.footprint import count_in_footprints, footprint_area, footprint_bounds
 
 
 def _slow_count(means2d, radii, masks, radius_scale=1.0):

@@ -13,13 +13,13 @@ from nerfstudio.utils import writer
 from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerText
 
-import vlm_instruct_gs.strategy.fastgs as fastgs_module
+import splat_core.strategy.fastgs as fastgs_module
 from tests.conftest import write_transforms_scene
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+from splat_core.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceSetupError
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackend, VLMBackendConfig
-from vlm_instruct_gs.strategy import FastGSStrategy
+from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
@@ -170,7 +170,7 @@ def test_fixed_answer_densifies_exactly_the_gaussians_under_the_box(scene, monke
         if kwargs.get("guidance") is not None:
             view = pipeline.guidance.applied[-1]["views"][0]
             i = int(view.split("_")[1])
-            seen.update(kwargs, render=model.render_guidance_view(pipeline.datamanager.train_cameras[i : i + 1]))
+            seen.update(kwargs, render=model.render_view(pipeline.datamanager.train_cameras[i : i + 1]))
         return step_post_backward(**kwargs)
 
     monkeypatch.setattr(model.strategy, "step_post_backward", recorder)

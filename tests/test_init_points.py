@@ -3,7 +3,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 
 from tests.conftest import look_at
-from vlm_instruct_gs.data.init_points import count_views, focus_point, random_points_in_view
+from splat_core.data.init_points import count_views, focus_point, random_points_in_view
 
 
 def _cameras(eyes, target=(0.0, 0.0, 0.0)) -> Cameras:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vlm_instruct_gs.metrics import pixel_coverage
+from splat_core.metrics import pixel_coverage
 
 
 def test_coverage_counts_pixels_under_the_threshold():

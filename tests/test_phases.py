@@ -15,7 +15,7 @@ from vlm_instruct_gs.guidance.phases import (
     settled_query_phases,
     unapplied_queries,
 )
-from vlm_instruct_gs.strategy import FastGSStrategy
+from splat_core.strategy import FastGSStrategy
 
 
 def test_default_schedule_matches_the_issue():

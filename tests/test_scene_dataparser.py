@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import shared_scene
-from vlm_instruct_gs.data.scene_dataparser import SceneDataError, SceneDataParserConfig
+from splat_core.data.scene_dataparser import SceneDataError, SceneDataParserConfig
 
 
 def _outputs(data: Path, split="train", **kwargs):

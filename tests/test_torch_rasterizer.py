@@ -7,8 +7,8 @@ import torch
 from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 from gsplat.strategy import DefaultStrategy
 
-from vlm_instruct_gs.rendering import rasterize, rasterize_torch, torch_rasterizer
-from vlm_instruct_gs.rendering.torch_rasterizer import _CompositeTiles, _pair_terms
+from splat_core.rendering import rasterize, rasterize_torch, torch_rasterizer
+from splat_core.rendering.torch_rasterizer import _CompositeTiles, _pair_terms
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199

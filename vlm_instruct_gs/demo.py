@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import torch
 
-from vlm_instruct_gs.data.synthetic_scene import write_synthetic_scene
+from splat_core.data.synthetic_scene import write_synthetic_scene
 
 
 def _tool(name: str) -> str:

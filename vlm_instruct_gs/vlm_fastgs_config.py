@@ -4,43 +4,15 @@ from __future__ import annotations
 
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from vlm_instruct_gs.data.scene_dataparser import SceneDataParserConfig
+from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.optimizers import gaussian_optimizers
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
 
 MAX_STEPS = 20000
-
-
-def _gaussian_optimizers(max_steps: int) -> dict:
-    """Splatfacto's optimiser settings with the means' decay stretched over ``max_steps``."""
-    return {
-        "means": {
-            "optimizer": AdamOptimizerConfig(lr=1.6e-4, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=max_steps),
-        },
-        "features_dc": {"optimizer": AdamOptimizerConfig(lr=0.0025, eps=1e-15), "scheduler": None},
-        "features_rest": {"optimizer": AdamOptimizerConfig(lr=0.0025 / 20, eps=1e-15), "scheduler": None},
-        "opacities": {"optimizer": AdamOptimizerConfig(lr=0.05, eps=1e-15), "scheduler": None},
-        "scales": {"optimizer": AdamOptimizerConfig(lr=0.005, eps=1e-15), "scheduler": None},
-        "quats": {"optimizer": AdamOptimizerConfig(lr=0.001, eps=1e-15), "scheduler": None},
-        "camera_opt": {
-            "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(
-                lr_final=5e-7, max_steps=max_steps, warmup_steps=1000, lr_pre_warmup=0
-            ),
-        },
-        "bilateral_grid": {
-            "optimizer": AdamOptimizerConfig(lr=2e-3, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(
-                lr_final=1e-4, max_steps=max_steps, warmup_steps=1000, lr_pre_warmup=0
-            ),
-        },
-    }
 
 
 vlm_fastgs = MethodSpecification(
@@ -59,7 +31,7 @@ vlm_fastgs = MethodSpecification(
             ),
             model=VLMFastGSModelConfig(),
         ),
-        optimizers=_gaussian_optimizers(MAX_STEPS),
+        optimizers=gaussian_optimizers(MAX_STEPS),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
     ),

@@ -1,348 +1,50 @@
-"""vlm-fastgs model: splatfacto with a device-agnostic rendering path, offline-safe metrics and sparse random init.
+"""vlm-fastgs model: the shared splatting model (:mod:`splat_core.model`) steered by VLM guidance.
 
-The model subclasses nerfstudio's ``SplatfactoModel`` (the way LERF subclasses Nerfacto) and changes only what the
-method needs:
-
-- ``get_outputs`` renders through :func:`vlm_instruct_gs.rendering.rasterize`, which uses gsplat's CUDA kernels on
-  CUDA tensors and a pure-PyTorch path with gsplat's math on CPU. Splatfacto's own ``get_outputs`` hard-codes
-  ``.cuda()`` and gsplat's CUDA-only ``rasterization``, so it cannot be reused on CPU; everything else (camera
-  optimiser, crop box, background, SH schedule, resolution schedule, losses) is splatfacto's.
-- Initial Gaussians come from the dataparser's points (random points where the cameras look, or SfM), built on the
-  model's device; splatfacto's SfM branch hard-codes ``.cuda()``.
-- LPIPS degrades to "unavailable" offline (:mod:`vlm_instruct_gs.compat`).
-- Densification goes through ``self.strategy`` (a gsplat ``Strategy``), fed by the ``info`` dict of every render.
-- VLM guidance (:mod:`vlm_instruct_gs.guidance.guidance_controller`), when the pipeline attaches a controller,
-  reaches the strategy only through ``guidance=`` in ``step_post_backward``.
+When the pipeline attaches a :class:`~vlm_instruct_gs.guidance.guidance_controller.GuidanceController`, it reaches the
+FastGS strategy only through ``guidance=`` in ``step_post_backward`` (per-Gaussian densify/prune masks at refinement
+steps), and queries its source after the step when a query is due.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Dict, List, Literal, Optional, Tuple, Type, Union
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Type
 
-import torch
-from jaxtyping import Float, UInt8
-from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
-from nerfstudio.model_components.lib_bilagrid import color_correct
-from nerfstudio.models.splatfacto import (
-    RGB2SH,
-    SplatfactoModel,
-    SplatfactoModelConfig,
-    get_viewmat,
-    num_sh_bases,
-    random_quat_tensor,
-)
-from torch import Tensor
-
-from vlm_instruct_gs.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
+from splat_core.model import SplatModel, SplatModelConfig
+from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceController
-from vlm_instruct_gs.guidance.snapshots import RenderedView
-from vlm_instruct_gs.metrics import pixel_coverage
-from vlm_instruct_gs.rendering import rasterize
-from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
-
-# ns-train/ns-eval/ns-viewer/ns-render import this module (method registry or config.yml) before their torch.load
-allow_nerfstudio_checkpoints()
 
 
 @dataclass
-class VLMFastGSModelConfig(SplatfactoModelConfig):
-    """vlm-fastgs model: splatfacto's fields (all still apply) with sparse-start defaults."""
+class VLMFastGSModelConfig(SplatModelConfig):
+    """vlm-fastgs model: the shared splatting model's fields (splatfacto's plus FastGS's)."""
 
     _target: Type = field(default_factory=lambda: VLMFastGSModel)
-    random_init: bool = False
-    """If True, ignore the dataparser's initial points and use splatfacto's cube init (num_random points in a cube
-    of side random_scale). The dataparser's --init (random|sfm) is the usual way to choose the start."""
-    num_random: int = 100
-    """Number of points for the cube init (random_init True, or a dataparser that provides no points)."""
-    strategy: Literal["fastgs", "default"] = "fastgs"
-    """Densification strategy: 'fastgs' (multi-view consistent densification and pruning, configured by
-    --pipeline.model.fastgs.*) or 'default' (gsplat's DefaultStrategy, configured by splatfacto's fields
-    cull_alpha_thresh, densify_grad_thresh, ... exactly as splatfacto)."""
-    fastgs: FastGSStrategy = field(default_factory=FastGSStrategy)
-    """FastGS strategy settings (used when strategy is 'fastgs'); splatfacto's densification fields do not apply."""
 
 
-def gaussians_from_points(
-    xyz: Float[Tensor, "N 3"],
-    rgb: UInt8[Tensor, "N 3"],
-    sh_degree: int,
-    scales: Float[Tensor, "N 1"],
-) -> torch.nn.ParameterDict:
-    """Splatfacto's per-Gaussian parameters for a point cloud (pre-activation values, as splatfacto stores them).
-
-    Args:
-        xyz: means in world (dataparser) units. [N, 3]
-        rgb: colours, uint8 0-255. [N, 3]
-        sh_degree: maximum SH degree; 0 stores logit colours (splatfacto's colour-only mode).
-        scales: isotropic scale per point in world units (e.g. mean distance to 3 nearest neighbours). [N, 1]
-
-    Returns:
-        ParameterDict with means [N,3], scales (log) [N,3], quats [N,4] (wxyz, random), features_dc [N,3],
-        features_rest [N,K-1,3], opacities (logit of 0.1) [N,1], on ``xyz``'s device.
-    """
-    n = xyz.shape[0]
-    colors = rgb.float().to(xyz.device) / 255.0
-    if sh_degree > 0:
-        features_dc = RGB2SH(colors)
-    else:
-        features_dc = torch.logit(colors, eps=1e-10)
-    return torch.nn.ParameterDict(
-        {
-            "means": torch.nn.Parameter(xyz.float().clone()),
-            "scales": torch.nn.Parameter(torch.log(scales.clamp(min=1e-7)).repeat(1, 3)),
-            "quats": torch.nn.Parameter(random_quat_tensor(n).to(xyz.device)),
-            "features_dc": torch.nn.Parameter(features_dc),
-            "features_rest": torch.nn.Parameter(torch.zeros(n, num_sh_bases(sh_degree) - 1, 3, device=xyz.device)),
-            "opacities": torch.nn.Parameter(torch.logit(0.1 * torch.ones(n, 1, device=xyz.device))),
-        }
-    )
-
-
-@dataclass(frozen=True)
-class TrainViews:
-    """The training cameras and cached images (nerfstudio FullImageDatamanager's), for extra training-time renders."""
-
-    cameras: Cameras
-    images: List[Dict[str, Tensor]]
-
-
-def camera_extent(camera_to_worlds: Float[Tensor, "C 3 4"]) -> float:
-    """3DGS's scene extent: 1.1 x the largest distance of a camera centre from the cameras' mean centre (world units)."""
-    centers = camera_to_worlds[:, :3, 3].float()
-    return float(1.1 * (centers - centers.mean(0)).norm(dim=-1).max().clamp(min=1e-6))
-
-
-class VLMFastGSModel(SplatfactoModel):
-    """vlm-fastgs: splatfacto on gsplat (CUDA) or on a pure-PyTorch rasteriser (CPU). See the module docstring."""
+class VLMFastGSModel(SplatModel):
+    """The shared splatting model plus the guidance controller's hooks. See the module docstring."""
 
     config: VLMFastGSModelConfig
-    lpips: OptionalLPIPS
 
     def populate_modules(self) -> None:
-        # splatfacto's seed-point branch calls .cuda(); let it build its cube init, then replace it below.
-        seed_points, self.seed_points = self.seed_points, None
-        with offline_safe_lpips():
-            super().populate_modules()
-        self.seed_points = seed_points
-        if seed_points is not None and not self.config.random_init and seed_points[0].shape[0] > 0:
-            xyz = seed_points[0].float()
-            distances, _ = self.k_nearest_sklearn(xyz, min(3, max(xyz.shape[0] - 1, 1)))
-            scales = torch.from_numpy(distances).mean(dim=-1, keepdim=True)
-            self.gauss_params = gaussians_from_points(xyz, seed_points[1], self.config.sh_degree, scales)
-        if self.config.strategy == "fastgs":
-            self.strategy = replace(self.config.fastgs)
-            self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
-        self._train_views: Optional[TrainViews] = None
+        super().populate_modules()
         self._guidance: Optional[GuidanceController] = None
 
     def attach_guidance(self, controller: Optional[GuidanceController]) -> None:
         """Let ``controller`` query at its schedule steps and guide the FastGS strategy (None detaches it)."""
         self._guidance = controller
 
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        """Splatfacto's callbacks; also keeps the training views for FastGS's multi-view scores."""
-        datamanager = training_callback_attributes.pipeline.datamanager
-        if hasattr(datamanager, "cached_train"):
-            self._train_views = TrainViews(cameras=datamanager.train_cameras, images=datamanager.cached_train)
-            if isinstance(self.strategy, FastGSStrategy):
-                # FastGS (as 3DGS) measures 3D scales against the camera extent
-                self.strategy_state["scene_scale"] = camera_extent(datamanager.train_cameras.camera_to_worlds)
-        return super().get_training_callbacks(training_callback_attributes)
+    def strategy_step_kwargs(self, step: int) -> Dict[str, object]:
+        """``guidance=`` the controller's per-Gaussian masks for ``step`` (FastGS strategy only)."""
+        if self._guidance is None or not isinstance(self.strategy, FastGSStrategy):
+            return {}
+        return {"guidance": self._guidance.guidance_for_step(step, self.strategy, self.render_view, self.num_points,
+                                                              self.device)}
 
     def step_post_backward(self, step: int) -> None:
-        """Run the strategy after the optimizer step; FastGS gets multi-view scores when it asks for them and the
-        guidance controller's per-Gaussian guidance at refinement steps; then the controller queries, if due."""
-        assert step == self.step
-        kwargs = {}
-        guidance = self._guidance if isinstance(self.strategy, FastGSStrategy) else None
-        if isinstance(self.strategy, FastGSStrategy):
-            wants = self.strategy.wants_view_scores(step)
-            kwargs["view_scores"] = self.score_views(self.strategy.num_score_views) if wants else None
-        if guidance is not None:
-            kwargs["guidance"] = guidance.guidance_for_step(
-                step, self.strategy, self.render_guidance_view, self.num_points, self.device
-            )
-        self.strategy.step_post_backward(
-            params=self.gauss_params, optimizers=self.optimizers, state=self.strategy_state, step=step,
-            info=self.info, packed=False, **kwargs,
-        )
-        if guidance is not None and self._train_views is not None:
-            views = self._train_views
-            guidance.after_step(step, self.render_guidance_view, views.cameras, views.images, self.strategy)
-
-    @torch.no_grad()
-    def render_guidance_view(self, camera: Cameras) -> RenderedView:
-        """Render one camera (no camera optimiser, eval background) at the current training resolution, for guidance.
-
-        Returns:
-            rgb [H,W,3], expected depth [H,W], alpha [H,W] and the projection (means2d [1,N,2], radii, depths [1,N]).
-        """
-        camera = camera.to(self.device)
-        params = {k: self.gauss_params[k] for k in self.gauss_params.keys()}
-        render, alpha, info = self._rasterize(params, camera, camera.camera_to_worlds, "RGB+ED")
-        rgb = (render[0, ..., :3] + (1 - alpha[0]) * self.background_color.to(self.device)).clamp(0, 1)
-        return RenderedView(
-            rgb=rgb, depth=render[0, ..., 3], alpha=alpha[0, ..., 0], means2d=info["means2d"].detach(),
-            radii=info["radii"], depths=info["depths"].detach(),
-        )
-
-    # ------------------------------------------------------------------ rendering
-    def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
-        """Render one camera.
-
-        Returns:
-            ``rgb`` [H,W,3] in [0,1], ``depth`` [H,W,1] (expected depth, eval or when requested), ``accumulation``
-            [H,W,1], ``background`` ([3] when training, [H,W,3] otherwise), as splatfacto.
-        """
-        if not isinstance(camera, Cameras):
-            raise TypeError(f"get_outputs expects a Cameras object, got {type(camera).__name__}")
-        if self.training:
-            assert camera.shape[0] == 1, "Only one camera at a time"
-            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
-        else:
-            camera_to_world = camera.camera_to_worlds
-
-        params = self._cropped_params()
-        if params is None:
-            return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
-
-        render_mode = "RGB+ED" if (self.config.output_depth_during_training or not self.training) else "RGB"
-        render, alpha, self.info = self._rasterize(params, camera, camera_to_world, render_mode)
-        H, W = self.last_size = render.shape[1:3]
-        if self.training:
-            self.strategy.step_pre_backward(
-                self.gauss_params, self.optimizers, self.strategy_state, self.step, self.info
-            )
-
-        background = self._get_background_color()
-        rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)
-        if self.config.use_bilateral_grid and self.training and camera.metadata and "cam_idx" in camera.metadata:
-            rgb = self._apply_bilateral_grid(rgb, camera.metadata["cam_idx"], H, W)
-        depth = None
-        if render_mode == "RGB+ED":
-            depth = render[..., 3:4]
-            depth = torch.where(alpha > 0, depth, depth.detach().max()).squeeze(0)
-        if not self.training:
-            background = background.expand(H, W, 3)
-        return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background}
-
-    def _rasterize(
-        self, params: Dict[str, Tensor], camera: Cameras, camera_to_world: Tensor, render_mode: str = "RGB"
-    ) -> Tuple[Tensor, Tensor, Dict]:
-        """Rasterise ``params`` for one camera at the current training resolution (splatfacto's schedule).
-
-        Returns gsplat's ``(render [1,H,W,X], alpha [1,H,W,1], info)``; SH degree follows splatfacto's schedule.
-        """
-        scale = self._get_downscale_factor()
-        camera.rescale_output_resolution(1 / scale)
-        K = camera.get_intrinsics_matrices().to(self.device)
-        W, H = int(camera.width.item()), int(camera.height.item())
-        camera.rescale_output_resolution(scale)
-        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
-        if self.config.sh_degree > 0:
-            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
-        else:
-            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
-        return rasterize(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
-            colors=colors,
-            viewmats=get_viewmat(camera_to_world).to(self.device),
-            Ks=K,
-            width=W,
-            height=H,
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode=render_mode,
-            sh_degree=sh_degree,
-            absgrad=self.strategy.absgrad,
-            rasterize_mode=self.config.rasterize_mode,
-        )
-
-    @torch.no_grad()
-    def score_views(self, num_views: int) -> Dict[str, Tensor]:
-        """FastGS multi-view scores from ``num_views`` random training views at the current training resolution.
-
-        Each view is rendered over splatfacto's eval background, its per-pixel L1 error (mean over RGB) against the
-        ground truth and its loss 0.8 L1 + 0.2 (1 - SSIM) go to
-        :func:`~vlm_instruct_gs.strategy.view_scores.compute_view_scores`.
-
-        Returns:
-            ``{"densify_score": [N], "prune_score": [N]}`` for the current Gaussians.
-
-        Raises:
-            RuntimeError: if the training views are unknown (the model was not set up by a nerfstudio trainer).
-        """
-        if self._train_views is None:
-            raise RuntimeError("FastGS needs the training views: set up the model through a nerfstudio Trainer")
+        """The strategy step (with guidance), then the controller's query, if one is due."""
+        super().step_post_backward(step)
         views = self._train_views
-        background = self.background_color.to(self.device)
-        errors, losses, means2d, radii = [], [], [], []
-        for i in torch.randperm(len(views.images))[:num_views].tolist():
-            view = self.render_guidance_view(views.cameras[i : i + 1])
-            gt = self.composite_with_background(self.get_gt_img(views.images[i]["image"]), background)
-            error = (view.rgb - gt).abs().mean(dim=-1)
-            loss = error.mean()
-            if min(error.shape) >= 11:  # SSIM's 11x11 window; tiny early-schedule renders use L1 alone
-                rgb_b = view.rgb.permute(2, 0, 1)[None]
-                loss = 0.8 * loss + 0.2 * (1 - self.ssim(gt.permute(2, 0, 1)[None], rgb_b))
-            errors.append(error)
-            losses.append(loss)
-            means2d.append(view.means2d[0])
-            radii.append(view.radii[0])
-        shapes = {e.shape for e in errors}
-        if len(shapes) > 1:  # views of different sizes: score them one by one and average
-            parts = [
-                compute_view_scores(e[None], m[None], r[None], self.strategy.high_error_thresh, view_losses=v[None])
-                for e, m, r, v in zip(errors, means2d, radii, losses)
-            ]
-            return {k: torch.stack([p[k] for p in parts]).mean(0) for k in parts[0]}
-        return compute_view_scores(
-            torch.stack(errors), torch.stack(means2d), torch.stack(radii), self.strategy.high_error_thresh,
-            view_losses=torch.stack(losses),
-        )
-
-    def _crop_mask(self) -> Optional[Tensor]:
-        """[N] bool of the Gaussians inside the viewer's crop box, or None when every Gaussian counts (no crop box, or
-        training)."""
-        if self.crop_box is None or self.training:
-            return None
-        return self.crop_box.within(self.means).reshape(-1)
-
-    def _cropped_params(self) -> Optional[Dict[str, Tensor]]:
-        """Per-Gaussian tensors inside the viewer's crop box (all of them when training), None if it is empty."""
-        names = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
-        inside = self._crop_mask()
-        if inside is None:
-            return {k: self.gauss_params[k] for k in names}
-        if not bool(inside.any()):
-            return None
-        return {k: self.gauss_params[k][inside] for k in names}
-
-    # ------------------------------------------------------------------ evaluation
-    def get_image_metrics_and_images(
-        self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
-    ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
-        """PSNR, SSIM, LPIPS (left out when its weights are unavailable) and the side-by-side image, as splatfacto,
-        plus ``coverage``: the fraction of pixels with mean absolute RGB error below 0.1
-        (:func:`~vlm_instruct_gs.metrics.pixel_coverage`)."""
-        gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
-        pred = outputs["rgb"]
-        gt_b, pred_b = gt.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None]
-        metrics: Dict[str, float] = {
-            "psnr": float(self.psnr(gt_b, pred_b).item()),
-            "ssim": float(self.ssim(gt_b, pred_b)),
-            "coverage": pixel_coverage(pred, gt),
-            "num_gaussians": float(self.num_points),
-        }
-        lpips = self.lpips(gt_b, pred_b)
-        if lpips is not None:
-            metrics["lpips"] = float(lpips)
-        if self.config.color_corrected_metrics:
-            cc = color_correct(pred, gt).permute(2, 0, 1)[None]
-            metrics.update(cc_psnr=float(self.psnr(gt_b, cc).item()), cc_ssim=float(self.ssim(gt_b, cc)))
-        return metrics, {"img": torch.cat([gt, pred], dim=1)}
+        if self._guidance is not None and isinstance(self.strategy, FastGSStrategy) and views is not None:
+            self._guidance.after_step(step, self.render_view, views.cameras, views.images, self.strategy)

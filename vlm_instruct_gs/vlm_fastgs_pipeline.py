@@ -22,7 +22,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceController, build_guidance_source
 from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
-from vlm_instruct_gs.strategy import FastGSStrategy
+from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 
 

@@ -229,7 +229,7 @@ class GuidanceController:
 
         Args:
             step: training step, before the strategy's ``step_post_backward``.
-            strategy: a :class:`~vlm_instruct_gs.strategy.fastgs.FastGSStrategy` (``is_refine_step``,
+            strategy: a :class:`~splat_core.strategy.fastgs.FastGSStrategy` (``is_refine_step``,
                 ``is_final_prune_step``, ``guidance_prune_thresh``).
             render: renders one camera with the current Gaussians (:class:`RenderedView`).
             num_gaussians: current N.
@@ -275,7 +275,7 @@ class GuidanceController:
             render: renders one camera with the current Gaussians.
             cameras: training cameras ``[C]`` (any device).
             images: the datamanager's cached training images, ``images[i]["image"]`` [H, W, 3|4] uint8 or float.
-            strategy: a :class:`~vlm_instruct_gs.strategy.fastgs.FastGSStrategy` (``last_opacity_reset``,
+            strategy: a :class:`~splat_core.strategy.fastgs.FastGSStrategy` (``last_opacity_reset``,
                 ``reset_every``) or None; queries due within ``settle_after_reset`` steps of its latest opacity reset
                 are deferred (:func:`~vlm_instruct_gs.guidance.phases.settled_query_phases`).
         """

@@ -1,7 +1,7 @@
 """Image masks to per-Gaussian guidance: overlap of each Gaussian's projected footprint with a mask, over views.
 
 For view ``v`` and Gaussian ``i`` the *overlap fraction* is ``f[v, i] = count[v, i] / area[v, i]``, the share of the
-pixels of the Gaussian's clipped footprint box (:mod:`vlm_instruct_gs.rendering.footprint`) that the mask selects
+pixels of the Gaussian's clipped footprint box (:mod:`splat_core.rendering.footprint`) that the mask selects
 (or the mean weight, for a float mask). A Gaussian is *visible* in a view when its footprint covers at least one pixel
 centre. Per-view values are then combined over the views where the Gaussian is visible (max or mean); a Gaussian
 visible in no view gets 0, which the strategy reads as "no guidance".
@@ -23,7 +23,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from vlm_instruct_gs.guidance.parsing import Box, boxes_to_mask, check_phase
-from vlm_instruct_gs.rendering.footprint import RadiiT, count_in_footprints, footprint_area
+from splat_core.rendering.footprint import RadiiT, count_in_footprints, footprint_area
 
 Reduce = Literal["max", "mean"]
 
@@ -101,7 +101,7 @@ def masks_to_guidance(
     combined (:func:`combine_views`).
 
     With the defaults this is the (mean) overlap fraction in [0, 1], usable as ``guidance["densify"]`` or
-    ``guidance["prune"]`` of :class:`~vlm_instruct_gs.strategy.fastgs.FastGSStrategy`; ``outside < 0`` holds back
+    ``guidance["prune"]`` of :class:`~splat_core.strategy.fastgs.FastGSStrategy`; ``outside < 0`` holds back
     Gaussians that are seen but not masked.
 
     Args:

@@ -27,31 +27,7 @@ from torch import Tensor
 from vlm_instruct_gs.guidance.novel_views import novel_cameras, warp_to_view
 from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
 from vlm_instruct_gs.guidance.worker import GuidanceView
-
-
-@dataclass(frozen=True)
-class RenderedView:
-    """One render of the current Gaussians for guidance (no gradients), at the current training resolution.
-
-    Args:
-        rgb: colour over the eval background, in [0, 1]. [H, W, 3]
-        depth: expected depth (camera z, world units). [H, W]
-        alpha: accumulated opacity. [H, W]
-        means2d: projected centres in pixels. [1, N, 2]
-        radii: gsplat radii in pixels. [1, N] or [1, N, 2]
-        depths: camera z of each centre. [1, N]
-    """
-
-    rgb: Float[Tensor, "H W 3"]
-    depth: Float[Tensor, "H W"]
-    alpha: Float[Tensor, "H W"]
-    means2d: Float[Tensor, "1 N 2"]
-    radii: Tensor
-    depths: Float[Tensor, "1 N"]
-
-
-Renderer = Callable[[Cameras], RenderedView]
-"""Renders one camera ([1]) with the current Gaussians (the model's ``render_guidance_view``)."""
+from splat_core.rendering.views import RenderedView, Renderer
 
 
 def to_uint8(image: Tensor) -> UInt8[Tensor, "H W 3"]:

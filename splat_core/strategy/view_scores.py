@@ -2,7 +2,7 @@
 
 The model renders K sampled training views (FastGS: 10), computes a per-pixel error map for each and calls
 :func:`compute_view_scores`; the resulting dict is passed as ``view_scores`` to
-:meth:`vlm_instruct_gs.strategy.fastgs.FastGSStrategy.step_post_backward`.
+:meth:`splat_core.strategy.fastgs.FastGSStrategy.step_post_backward`.
 Reference: FastGS, arXiv:2511.04283, and ``utils/fast_utils.py`` (``compute_gaussian_score_fastgs``) in
 github.com/fastgs/FastGS.
 """
@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from vlm_instruct_gs.rendering.footprint import count_in_footprints
+from splat_core.rendering.footprint import count_in_footprints
 
 
 @torch.no_grad()
@@ -67,7 +67,7 @@ def compute_view_scores(
         high_error_thresh: Threshold on the min-max normalised error; FastGS ``loss_thresh``, default 0.1.
         view_losses: Scalar photometric loss per view. FastGS uses ``0.8 * L1 + 0.2 * (1 - SSIM)``; when None the
             mean of each error map is used. [V]
-        radius_scale: Multiplier on the footprint radii (see :mod:`vlm_instruct_gs.rendering.footprint`).
+        radius_scale: Multiplier on the footprint radii (see :mod:`splat_core.rendering.footprint`).
 
     Returns:
         A dict with ``"densify_score"`` [N] float (high-error pixels per view, floored) and ``"prune_score"`` [N]

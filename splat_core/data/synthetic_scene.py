@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlm_instruct_gs.rendering import rasterize
+from splat_core.rendering import rasterize
 
 
 def _scene_gaussians(seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ class FastGSStrategy(Strategy):
       opacity below ``final_prune_opa`` or ``prune_score`` above ``final_prune_score`` (no budget).
 
     The caller computes ``view_scores`` when :meth:`wants_view_scores` says so: it renders ``num_score_views`` random
-    training views and calls :func:`vlm_instruct_gs.strategy.view_scores.compute_view_scores` with
+    training views and calls :func:`splat_core.strategy.view_scores.compute_view_scores` with
     ``high_error_thresh``.
 
     ``guidance`` (optional, per step) holds per-GS masks [N] from the VLM phases, bool or float:
@@ -104,7 +104,7 @@ class FastGSStrategy(Strategy):
     Examples:
 
         >>> from gsplat import rasterization
-        >>> from vlm_instruct_gs.strategy import FastGSStrategy, compute_view_scores
+        >>> from splat_core.strategy import FastGSStrategy, compute_view_scores
         >>> strategy = FastGSStrategy()
         >>> strategy.check_sanity(params, optimizers)
         >>> strategy_state = strategy.initialize_state(scene_scale=1.0)

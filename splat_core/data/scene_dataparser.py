@@ -7,7 +7,7 @@ colmap --downscale-factor 4`` keeps every colmap flag while finding ``sparse/0``
 (and no COLMAP model) is handed to nerfstudio's own ``NerfstudioDataParser``.
 
 It also owns the initial point cloud (``init``): SfM points or ``num_random_points`` random points where the
-training cameras look (:func:`~vlm_instruct_gs.data.init_points.random_points_in_view`), handed to the model as
+training cameras look (:func:`~splat_core.data.init_points.random_points_in_view`), handed to the model as
 ``points3D_xyz``/``points3D_rgb`` so any Gaussian method (splatfacto too) starts from the same points.
 """
 
@@ -23,7 +23,7 @@ from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataPars
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image, UnidentifiedImageError
 
-from vlm_instruct_gs.data.init_points import random_points_in_view
+from splat_core.data.init_points import random_points_in_view
 
 EXPECTED_LAYOUT = (
     "expected a scene folder with images/ + sparse/0/ (COLMAP, 3DGS layout), images/ + colmap/sparse/0/, "

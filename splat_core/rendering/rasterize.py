@@ -6,7 +6,7 @@ from gsplat.rendering import rasterization
 from jaxtyping import Float
 from torch import Tensor
 
-from vlm_instruct_gs.rendering.torch_rasterizer import rasterize_torch
+from splat_core.rendering.torch_rasterizer import rasterize_torch
 
 
 def rasterize(
