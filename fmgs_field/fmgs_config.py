@@ -11,7 +11,6 @@ from __future__ import annotations
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
@@ -19,6 +18,7 @@ from fmgs_field.fmgs_model import FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.optimizers import gaussian_optimizers
+from splat_core.trainer import SplatTrainerConfig
 
 FEATURE_START_STEP = 30000
 MAX_STEPS = 34200
@@ -41,7 +41,7 @@ def _optimizers() -> dict:
 
 
 fmgs = MethodSpecification(
-    config=TrainerConfig(
+    config=SplatTrainerConfig(
         method_name="fmgs",
         steps_per_eval_image=500,
         steps_per_eval_batch=0,

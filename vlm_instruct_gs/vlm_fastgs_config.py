@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.optimizers import gaussian_optimizers
+from splat_core.trainer import SplatTrainerConfig
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
 
@@ -16,7 +16,7 @@ MAX_STEPS = 20000
 
 
 vlm_fastgs = MethodSpecification(
-    config=TrainerConfig(
+    config=SplatTrainerConfig(
         method_name="vlm-fastgs",
         steps_per_eval_image=500,
         steps_per_eval_batch=0,
