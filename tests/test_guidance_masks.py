@@ -1,19 +1,33 @@
-"""Image masks to per-Gaussian guidance, against a slow per-Gaussian loop kept here."""
+"""Image masks to per-Gaussian guidance (gaussian_masks.py) and the phase rule (mask_rule.py), against slow
+per-Gaussian loops kept here."""
 
 import math
 
 import pytest
 import torch
 
-from vlm_instruct_gs.guidance.masks import (
+from splat_core.rendering.views import RenderedView
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.gaussian_masks import (
     combine_views,
     footprint_fractions,
     in_front_of_surface,
-    is_floater,
-    masks_to_guidance,
-    region_masks,
+    regions_to_guidance,
 )
-from vlm_instruct_gs.guidance.parsing import Box
+from vlm_instruct_gs.guidance.mask_rule import PhaseRegions, is_floater, region_masks
+
+
+def _views(means2d, radii, densify=None, floaters=None, depths=None, surface=10.0):
+    """One (RenderedView, PhaseRegions) pair per view of [V, N, 2] centres, masks [V, H, W] (or None)."""
+    V = means2d.shape[0]
+    H, W = (densify if densify is not None else floaters).shape[-2:]
+    depths = torch.full(means2d.shape[:2], 5.0) if depths is None else depths
+    return [
+        (RenderedView(rgb=torch.zeros(H, W, 3), depth=torch.full((H, W), surface), alpha=torch.ones(H, W),
+                      means2d=means2d[v : v + 1], radii=radii[v : v + 1], depths=depths[v : v + 1]),
+         PhaseRegions(None if densify is None else densify[v], None if floaters is None else floaters[v]))
+        for v in range(V)
+    ]
 
 
 def _slow_fraction(mx, my, rx, ry, mask):
@@ -63,9 +77,10 @@ def test_combine_views_max_and_mean_over_visible_views_only():
         combine_views(values, visible, "median")  # type: ignore[arg-type]
 
 
-def test_masks_to_guidance_matches_slow_loop_with_inside_outside_weights():
+def test_regions_to_guidance_matches_slow_loop_with_outside_weight():
     means2d, radii, masks = _random_case(2, V=2, N=30)
-    got = masks_to_guidance(means2d, radii, masks, reduce="mean", inside=1.0, outside=-0.5)
+    got, prune = regions_to_guidance(_views(means2d, radii, densify=masks), densify_outside=-0.5, combine="mean")
+    assert prune is None
     V, N = means2d.shape[:2]
     for i in range(N):
         vals = []
@@ -81,8 +96,25 @@ def test_masks_to_guidance_matches_slow_loop_with_inside_outside_weights():
 def test_culled_and_offscreen_gaussians_get_no_guidance():
     means2d = torch.tensor([[[5.0, 5.0], [100.0, 100.0], [5.0, 5.0]]])
     radii = torch.tensor([[3, 3, 0]])
-    got = masks_to_guidance(means2d, radii, torch.ones(1, 10, 10, dtype=torch.bool))
+    got, _ = regions_to_guidance(_views(means2d, radii, densify=torch.ones(1, 10, 10, dtype=torch.bool)))
     torch.testing.assert_close(got, torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_prune_guidance_is_the_max_over_views_of_floater_overlap_in_front_of_the_surface():
+    means2d, radii, masks = _random_case(4, V=2, N=30, H=12, W=12)
+    depths = torch.rand(2, 30, generator=torch.Generator().manual_seed(5)) * 20  # surface at 10: half in front
+    densify, got = regions_to_guidance(_views(means2d, radii, floaters=masks, depths=depths), floater_depth_margin=0.1)
+    assert densify is None
+    for i in range(30):
+        vals = []
+        for v in range(2):
+            f = _slow_fraction(*means2d[v, i].tolist(), float(radii[v, i]), float(radii[v, i]), masks[v])
+            if f is not None:
+                mx, my = means2d[v, i].tolist()
+                front = 0 <= mx < 12 and 0 <= my < 12 and 0 < float(depths[v, i]) < 9.0
+                vals.append(f * front)
+        assert float(got[i]) == pytest.approx(max(vals) if vals else 0.0, abs=1e-5)
+    assert 0 < int((got > 0).sum()) < 30
 
 
 def test_region_masks_per_phase():
@@ -99,6 +131,7 @@ def test_region_masks_per_phase():
     d, p = region_masks("artifacts", [floater], 4, 4, floater_keywords=("float",))
     assert d is None and p.sum() == 4
     assert region_masks("subject", [], 4, 4) == (None, None)  # no answer never means "everything"
+    assert region_masks("artifacts", [floater], 4, 4).size == (4, 4) and PhaseRegions(None, None).size is None
     assert is_floater(Box.make(0, 0, 1, 1, "Ghosted Wall"), ("ghost",)) and not is_floater(box, ("ghost",))
     with pytest.raises(ValueError):
         region_masks("detail", [box], 4, 4, detail_target="both")  # type: ignore[arg-type]
@@ -114,7 +147,7 @@ def test_in_front_of_surface():
     assert front.tolist() == [[True, False, False, False, True]]
 
 
-def test_guidance_runs_on_many_gaussians_quickly():
+def test_guidance_runs_on_many_gaussians():
     means2d, radii, masks = _random_case(3, V=2, N=200_000, H=120, W=160)
-    got = masks_to_guidance(means2d, radii, masks)
+    got, _ = regions_to_guidance(_views(means2d, radii, densify=masks))
     assert got.shape == (200_000,) and math.isfinite(float(got.sum()))

@@ -1,17 +1,23 @@
-"""The guidance worker (inline and threaded) and the controller applying answers at the next refinement step."""
+"""The guidance worker (inline and threaded), the controller applying answers at the next refinement step, and its
+state across a checkpoint resume."""
 
 import dataclasses
+import io
 import threading
 import time
 
 import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.viewer.viewer_elements import ViewerText
 
-from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceController
-from vlm_instruct_gs.guidance.parsing import Box, GuidanceSource
+from splat_core.rendering.views import RenderedView
+from splat_core.strategy import FastGSStrategy
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.controller import GuidanceController
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
-from vlm_instruct_gs.guidance.snapshots import RenderedView
+from vlm_instruct_gs.guidance.sources import GuidanceSource
 from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceWorker
 
 
@@ -87,16 +93,10 @@ class _Scene:
                             depths=torch.full((1, self.n), 2.0))
 
 
-class _Strategy:
-    guidance_prune_thresh = 0.5
-
-    @staticmethod
-    def is_refine_step(step):
-        return step % 4 == 0
-
-    @staticmethod
-    def is_final_prune_step(step):
-        return False
+def _strategy(reset_every=0):
+    """FastGS refining at every 4th step (4, 8, ...), final pruning never; opacity resets every ``reset_every``."""
+    return FastGSStrategy(refine_start_iter=0, refine_every=4, refine_stop_iter=1000, reset_every=reset_every,
+                          final_prune_start_iter=1000, final_prune_stop_iter=1000)
 
 
 def _controller(source, **kwargs):
@@ -107,11 +107,11 @@ def _controller(source, **kwargs):
 
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_answers_are_applied_at_the_next_refine_step_to_the_then_current_gaussians(asynchronous):
-    scene, strategy = _Scene(16), _Strategy()
+    scene, strategy = _Scene(16), _strategy()
     ctrl = _controller(_FixedSource(), asynchronous=asynchronous, wait_for_results=True)
     for step in range(0, 4):
         assert ctrl.guidance_for_step(step, strategy, scene.render, scene.n, torch.device("cpu")) is None
-        ctrl.after_step(step, scene.render, scene.cameras, scene.images)  # queries at step 2 only
+        ctrl.after_step(step, scene.render, scene.cameras, scene.images, strategy)  # queries at step 2 only
     scene.n = 24  # the strategy densified in between: the answer is mapped to the 24 current Gaussians
     guidance = ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))
     assert set(guidance) == {"densify"} and guidance["densify"].shape == (24,)
@@ -123,9 +123,9 @@ def test_answers_are_applied_at_the_next_refine_step_to_the_then_current_gaussia
 
 
 def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
-    scene, strategy, gate = _Scene(16), _Strategy(), threading.Event()
+    scene, strategy, gate = _Scene(16), _strategy(), threading.Event()
     ctrl = _controller(_FixedSource(gate), asynchronous=True)
-    ctrl.after_step(2, scene.render, scene.cameras, scene.images)
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)
     start = time.perf_counter()
     assert ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu")) is None
     assert time.perf_counter() - start < 1.0  # did not wait for the source
@@ -139,16 +139,8 @@ def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
     ctrl.close()
 
 
-class _ResettingStrategy(_Strategy):
-    reset_every = 3
-
-    @staticmethod
-    def last_opacity_reset(step):
-        return step // 3 * 3 or None
-
-
 def test_queries_after_an_opacity_reset_are_deferred_not_dropped():
-    scene, strategy = _Scene(16), _ResettingStrategy()
+    scene, strategy = _Scene(16), _strategy(reset_every=3)
     ctrl = _controller(_FixedSource(), asynchronous=False, settle_after_reset=5)  # settle clamped to 2 (< 3)
     schedule = dataclasses.replace(ctrl.config.schedule, detail_start=3, detail_stop=5)  # detail at 3 and 4
     ctrl.config = dataclasses.replace(ctrl.config, schedule=schedule)
@@ -161,3 +153,68 @@ def test_queries_after_an_opacity_reset_are_deferred_not_dropped():
     assert queried == [5]  # reset at 3: both queries (3 and 4) wait to 3 + 2
     assert len(ctrl.worker.collect()) == 1  # one snapshot answers both deferred queries of the phase
     ctrl.close()
+
+
+def _saved(state):
+    """``state`` through torch.save / torch.load(weights_only=True), as a checkpoint carries it."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_a_pending_answer_survives_a_resume_and_is_applied_at_the_next_apply_step():
+    scene, strategy = _Scene(16), _strategy()
+    ctrl = _controller(_FixedSource(), asynchronous=False)
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)  # answered inline, not applied yet
+    expected = ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))["densify"]
+    ctrl = _controller(_FixedSource(), asynchronous=False)
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)
+    state = _saved(ctrl.state_dict())  # saved between query and application
+    assert len(state["results"]) == 1 and state["jobs"] == []
+    ctrl.close()
+
+    last = ViewerText("last", "", disabled=True)
+    resumed = GuidanceController(ctrl.config, _FixedSource(), last_answer=last)
+    resumed.load_state_dict(state)
+    assert resumed.guidance_for_step(3, strategy, scene.render, scene.n, torch.device("cpu")) is None  # no apply step
+    guidance = resumed.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))
+    torch.testing.assert_close(guidance["densify"], expected)
+    short = f"detail@2 +{int((expected > 0).sum())} -0"  # phase@query step +densified -pruned
+    assert [(a["step"], a["query_step"]) for a in resumed.applied] == [(4, 2)] and last.value == short
+    again = GuidanceController(ctrl.config, _FixedSource(), last_answer=ViewerText("last", "", disabled=True))
+    again.load_state_dict(_saved(resumed.state_dict()))  # the applied verdicts travel too
+    assert again.applied == resumed.applied and again.last_verdict == resumed.last_verdict
+    assert again.last_answer.value == short
+    assert again.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu")) is None  # applied once
+
+
+def test_a_query_in_flight_at_save_time_is_reissued_after_resume():
+    scene, strategy, gate = _Scene(16), _strategy(), threading.Event()
+    ctrl = _controller(_FixedSource(gate), asynchronous=True)
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)
+    state = _saved(ctrl.state_dict())  # the source has not answered yet
+    assert state["results"] == [] and [j["step"] for j in state["jobs"]] == [2]
+    assert state["jobs"][0]["views"][0]["image"].dtype == torch.uint8
+    gate.set()
+    ctrl.close()
+    resumed = _controller(_FixedSource(), asynchronous=True, wait_for_results=True)
+    resumed.load_state_dict(state)
+    guidance = resumed.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))
+    assert guidance is not None and float(guidance["densify"].max()) == 1.0
+    assert resumed.applied[0]["query_step"] == 2
+    resumed.close()
+
+
+def test_viewer_verdict_stays_short_and_the_console_line_keeps_the_detail():
+    from vlm_instruct_gs.guidance.records import short_verdict, verdict
+
+    record = {"phase": "artifacts", "query_step": 14999, "views": ["novel_00"] * 4, "error": None,
+              "boxes": [[{"bbox_2d": [0, 0, 1, 1], "label": "x"}]] * 4}
+    for n_densify, n_prune, short in [(5, 0, "+5 -0"), (1234, 999, "+1.2k -999"), (456_789, 1_500_000, "+456k -1.5M")]:
+        record.update(densify_gaussians=n_densify, prune_gaussians=n_prune)
+        assert short_verdict(record) == f"artifacts@14999 {short}" and len(short_verdict(record)) <= 27
+        assert verdict(record) == (f"artifacts@14999: 4 box(es) in 4 view(s); densify {n_densify} GSs, "
+                                   f"prune {n_prune} GSs")
+    record.update(error="RuntimeError: boom")
+    assert short_verdict(record) == "artifacts@14999 failed" and "error RuntimeError: boom" in verdict(record)

@@ -130,3 +130,49 @@ def test_errors_are_one_line_and_nonzero(scene, capsys, extra, needle):
 def test_artifacts_evidence_needs_reference(scene, capsys):
     code, _, err = run_cli(capsys, "--phase", "artifacts", "--image", scene, "--source", "image-evidence")
     assert code == 2 and "--reference" in err
+
+
+def test_bad_arguments_are_one_line_too(scene, capsys):
+    code, out, err = run_cli(capsys, "--phase", "colour", "--image", scene)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("vlm-gs-guide: error:") and "'colour'" in err and "--help" in err
+    code, _, err = run_cli(capsys, "--image", scene)  # --phase missing
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--phase" in err
+
+
+def test_subject_without_boxes_writes_an_empty_mask_as_training_applies_nothing(tmp_path, capsys):
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(flat)
+    mask_path = tmp_path / "mask.png"
+    code, out, _ = run_cli(capsys, "--phase", "subject", "--image", flat, "--source", "image-evidence",
+                           "--out-mask", mask_path)
+    assert code == 0 and json.loads(out)["boxes"] == []
+    assert not np.array(Image.open(mask_path)).any()  # the same rule as training: no answer is no guidance
+
+
+def _run_subprocess(*argv):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "vlm_instruct_gs.guidance.cli", *map(str, argv)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_unreadable_depth_and_unwritable_mask_are_one_line_errors(scene, tmp_path):
+    """vlm-gs-guide as users run it: a depth that is not a .npy and a mask path under a regular file."""
+    not_npy = tmp_path / "depth.png"
+    not_npy.write_bytes(scene.read_bytes())
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cases = [
+        (["--phase", "subject", "--image", scene, "--source", "image-evidence", "--depth", not_npy], "cannot read depth"),
+        (["--phase", "subject", "--image", scene, "--source", "image-evidence", "--out-mask", blocker / "m.png"],
+         "cannot write mask"),
+    ]
+    for argv, needle in cases:
+        done = _run_subprocess(*argv)
+        assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("vlm-gs-guide: error:") and needle in lines[0]

@@ -16,8 +16,9 @@ from nerfstudio.viewer.viewer_elements import ViewerText
 import splat_core.strategy.fastgs as fastgs_module
 from tests.conftest import write_transforms_scene
 from splat_core.data.scene_dataparser import SceneDataParserConfig
-from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceSetupError
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
+from vlm_instruct_gs.guidance.sources import GuidanceSetupError
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackend, VLMBackendConfig
 from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
@@ -130,9 +131,13 @@ def test_image_evidence_phases_fire_and_change_training(scene, unguided, tmp_pat
     assert any(json.loads(r.read_text())["mask"] for r in records)
     names = {e["name"] for e in writer.EVENT_STORAGE[n_images:]}
     assert {"guidance/detail", "guidance/subject"} <= names  # TensorBoard images
-    assert pipeline.guidance_status.value.startswith("refinement | last: artifacts@10")
-    elements = dict(parse_object(pipeline, ViewerText, "Custom Elements"))  # how the viewer finds it
-    assert elements["Custom Elements/guidance_status"].disabled
+    last = applied[-1]
+    assert pipeline.guidance_status.value == "refinement"
+    assert pipeline.guidance_last.value == (
+        f"artifacts@10 +{last['densify_gaussians']} -{last['prune_gaussians']}"  # short: a text field shows ~30
+    )
+    elements = dict(parse_object(pipeline, ViewerText, "Custom Elements"))  # how the viewer finds them
+    assert elements["Custom Elements/guidance_status"].disabled and elements["Custom Elements/guidance_last"].disabled
     # guidance adds nothing to checkpoints: the phase is a function of the step
     assert set(pipeline.model.state_dict()) == set(_pipeline(scene, "none").model.state_dict())
 
@@ -249,3 +254,33 @@ def test_method_defaults_to_the_vlm_and_default_strategy_trains_unguided(scene):
         vlm=VLMBackendConfig(model_path="/no/such/model"),
     ).setup(device="cpu", test_mode="val")
     assert pipeline.guidance is None  # DefaultStrategy takes no guidance: the VLM is not even loaded
+
+
+def test_config_yaml_written_before_the_guidance_split_loads():
+    """Saved config.yml files name the guidance configs by module path; those paths still resolve."""
+    import yaml
+
+    from vlm_instruct_gs.guidance.controller import GuidanceController
+    from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
+    from vlm_instruct_gs.guidance.openai_backend import OpenAIChatVLMBackendConfig
+    from vlm_instruct_gs.guidance.vlm_backend import TransformersVLMBackend
+
+    text = yaml.dump(vlm_fastgs.config).replace(  # the controller class was in guidance_controller.py
+        "vlm_instruct_gs.guidance.controller.GuidanceController",
+        "vlm_instruct_gs.guidance.guidance_controller.GuidanceController",
+    )
+    for name in ("guidance_controller.GuidanceConfig", "guidance_controller.GuidanceController",
+                 "phases.GuidanceSchedule", "image_evidence.ImageEvidenceGuideConfig", "vlm_backend.VLMBackendConfig",
+                 "vlm_backend.TransformersVLMBackend"):
+        assert f"vlm_instruct_gs.guidance.{name}" in text  # what configs saved before the split say
+    pipeline = yaml.load(text, Loader=yaml.Loader).pipeline
+    assert type(pipeline.guidance) is GuidanceConfig and pipeline.guidance._target is GuidanceController
+    assert type(pipeline.guidance.schedule) is GuidanceSchedule
+    assert type(pipeline.image_evidence) is ImageEvidenceGuideConfig and pipeline.vlm._target is TransformersVLMBackend
+    # the OpenAI client's config lived in vlm_backend.py before
+    old = yaml.dump(OpenAIChatVLMBackendConfig(base_url="http://host:1/v1")).replace(
+        "vlm_instruct_gs.guidance.openai_backend", "vlm_instruct_gs.guidance.vlm_backend"
+    )
+    assert "guidance.vlm_backend.OpenAIChatVLMBackendConfig" in old and "openai_backend" not in old
+    loaded = yaml.load(old, Loader=yaml.Loader)
+    assert type(loaded) is OpenAIChatVLMBackendConfig and loaded.base_url == "http://host:1/v1"

@@ -3,18 +3,20 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from skimage.filters import threshold_otsu
 
 from vlm_instruct_gs.guidance.image_evidence import (
     ImageEvidenceGuide,
     ImageEvidenceGuideConfig,
     artifact_boxes,
     detail_boxes,
-    otsu_threshold,
     region_boxes,
     subject_box,
 )
-from vlm_instruct_gs.guidance.parsing import Box
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.mask_rule import region_masks
 
 H, W = 128, 192
 CELL = 1000 / 32  # default grid: one cell in normalised units
@@ -140,11 +142,59 @@ def test_region_boxes_components_min_cells_and_order():
     assert region_boxes(torch.zeros(4, 4, dtype=torch.bool), torch.ones(4, 4), 1, 3, "r") == []
 
 
+def _hand_otsu(values, bins=64):
+    """The hand-written Otsu the source used before scikit-image: the upper edge of the low class's last bin."""
+    lo, hi = float(values.min()), float(values.max())
+    hist = torch.histc(values, bins=bins, min=lo, max=hi).double()
+    centres = lo + (torch.arange(bins, dtype=torch.float64) + 0.5) * (hi - lo) / bins
+    w0, m0 = hist.cumsum(0), (hist * centres).cumsum(0)
+    w1, m1 = w0[-1] - w0, m0[-1] - m0
+    between = w0 * w1 * (m0 / w0.clamp_min(1e-6) - m1 / w1.clamp_min(1e-6)).square()
+    return lo + (int(between[:-1].argmax()) + 1) * (hi - lo) / bins
+
+
+def _hand_region_boxes(mask, score, min_cells, max_boxes, label):
+    """The hand-written 8-connected labelling (max-label propagation) the source used before scikit-image."""
+    gh, gw = mask.shape
+    labels = torch.arange(1, gh * gw + 1, dtype=torch.float32).view(gh, gw) * mask.float()
+    while True:
+        grown = F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0] * mask.float()
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    out = []
+    for lab in labels.unique()[1:] if bool(mask.any()) else []:
+        rows, cols = torch.nonzero(labels == lab, as_tuple=True)
+        if len(rows) >= min_cells:
+            mass = float(score[rows, cols].double().sum())
+            box = Box.make(1000 * int(cols.min()) / gw, 1000 * int(rows.min()) / gh, 1000 * (int(cols.max()) + 1) / gw,
+                           1000 * (int(rows.max()) + 1) / gh, label)
+            out.append((mass, box))
+    return [b for _, b in sorted(out, key=lambda mb: -mb[0])][:max_boxes]
+
+
 def test_otsu_splits_bimodal_values():
-    values = torch.cat([torch.full((50,), 0.1), torch.full((30,), 0.8)]) + torch.linspace(0, 0.05, 80)
-    t = otsu_threshold(values)
-    assert torch.equal(values > t, torch.arange(80) >= 50)
-    assert otsu_threshold(torch.full((10,), 0.3)) == pytest.approx(0.3)  # constant input
+    values = torch.cat([torch.full((50,), 0.1), torch.full((30,), 0.8)]) + torch.linspace(0, 0.005, 80)
+    t = threshold_otsu(values.numpy(), nbins=64)  # each cluster within half a bin (range / 128) of its bottom
+    assert torch.equal(values > float(t), torch.arange(80) >= 50)
+    assert threshold_otsu(np.full(10, 0.3), nbins=64) == pytest.approx(0.3)  # constant input
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_otsu_is_the_hand_written_threshold_half_a_bin_lower(seed):
+    """Same class split, stated difference: scikit-image returns the centre of the low class's last bin, the hand-
+    written version its upper edge, so values in the upper half of that bin now count as foreground."""
+    values = torch.rand(300, generator=torch.Generator().manual_seed(seed)) ** (1 + seed)
+    half_bin = float(values.max() - values.min()) / 64 / 2
+    assert float(threshold_otsu(values.numpy(), nbins=64)) == pytest.approx(_hand_otsu(values) - half_bin, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_region_boxes_match_the_hand_written_labelling(seed):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(12, 16, generator=g) > 0.6
+    score = torch.rand(12, 16, generator=g)  # distinct masses, so the order is defined
+    assert region_boxes(mask, score, 2, 20, "r") == _hand_region_boxes(mask, score, 2, 20, "r")
 
 
 def test_guide_interface_matches_vlm_path(detail_scene):
@@ -153,9 +203,10 @@ def test_guide_interface_matches_vlm_path(detail_scene):
     assert isinstance(guide, ImageEvidenceGuide)
     per_image = guide.boxes("detail", [render, render[:64]], reference=[gt, None])
     assert len(per_image) == 2 and all(isinstance(b, Box) for boxes in per_image for b in boxes)
-    masks = guide.masks("subject", [render], depth=[torch.where(gt[..., 0] != 0.5, 1.0, 3.0)])
-    assert masks[0].shape == (H, W) and masks[0].dtype == torch.bool
-    assert bool(masks[0][0, 0]) and not bool(masks[0][40, 50])  # subject (textured A) excluded, background kept
+    (boxes,) = guide.boxes("subject", [render], depth=[torch.where(gt[..., 0] != 0.5, 1.0, 3.0)])
+    background = region_masks("subject", boxes, H, W).densify
+    assert background.shape == (H, W) and background.dtype == torch.bool
+    assert bool(background[0, 0]) and not bool(background[40, 50])  # subject (textured A) excluded, background kept
     with pytest.raises(ValueError, match="phase"):
         guide.boxes("colour", [render])
     assert ImageEvidenceGuide(grid=16).config.grid == 16

@@ -9,14 +9,37 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 
 from tests.conftest import look_at
 from vlm_instruct_gs.guidance.novel_views import (
+    interpolate_poses,
     nearest_neighbours,
     nearest_views,
     novel_cameras,
     novel_poses,
-    so3_exp,
-    so3_log,
+    perturb_poses,
     warp_to_view,
 )
+
+
+def so3_exp(w):
+    """Reference: Rodrigues' formula (the hand-written version the module used before nerfstudio's lie groups)."""
+    theta = w.norm(dim=-1, keepdim=True)[..., None]
+    k = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    zero = torch.zeros_like(k[..., 0])
+    kx = torch.stack(
+        [zero, -k[..., 2], k[..., 1], k[..., 2], zero, -k[..., 0], -k[..., 1], k[..., 0], zero], dim=-1
+    ).reshape(*k.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=w.dtype).expand_as(kx)
+    return eye + torch.sin(theta) * kx + (1 - torch.cos(theta)) * (kx @ kx)
+
+
+def so3_log(R):
+    """Reference: axis-angle vector of a rotation matrix (angles in [0, pi))."""
+    cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
+    theta = torch.acos(cos)
+    v = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    sin = torch.sin(theta)
+    small = sin.abs() < 1e-6
+    scale = torch.where(small, torch.full_like(theta, 0.5), theta / (2 * torch.where(small, torch.ones_like(sin), sin)))
+    return v * scale[..., None]
 
 
 def _ring(n=8, radius=3.0):
@@ -29,11 +52,31 @@ def _angle(Ra, Rb):
     return float(so3_log(Ra.T @ Rb).norm())
 
 
-def test_so3_exp_log_round_trip():
+def test_reference_so3_exp_log_round_trip():
     w = torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [0.0, 2.0, 0.0], [1e-8, 0, 0]])
     R = so3_exp(w)
     torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3).expand(4, 3, 3), atol=1e-6, rtol=0)
     torch.testing.assert_close(so3_log(R), w, atol=1e-5, rtol=0)
+
+
+def test_nerfstudio_slerp_and_exp_match_the_hand_written_geodesics():
+    """interpolate_poses (nerfstudio's quaternion slerp) and perturb_poses (its exp_map_SO3xR3) give the poses the
+    hand-written Ra exp(t log(Ra^T Rb)) and Rodrigues gave."""
+    g = torch.Generator().manual_seed(3)
+    Ra = so3_exp(torch.randn(6, 3, generator=g))
+    Rb = Ra @ so3_exp(torch.randn(6, 3, generator=g) * 0.5)  # relative turns well below pi
+    a = torch.cat([Ra, torch.randn(6, 3, 1, generator=g)], -1)
+    b = torch.cat([Rb, torch.randn(6, 3, 1, generator=g)], -1)
+    t = torch.rand(6, generator=g)
+    expected = Ra @ so3_exp(so3_log(Ra.transpose(-1, -2) @ Rb) * t[:, None])
+    got = interpolate_poses(a, b, t)
+    torch.testing.assert_close(got[..., :3], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[..., 3], (1 - t)[:, None] * a[..., 3] + t[:, None] * b[..., 3])
+    turn = torch.randn(6, 3, generator=g) * 0.1
+    shift = torch.randn(6, 3, generator=g)
+    moved = perturb_poses(a, shift, turn)
+    torch.testing.assert_close(moved[..., :3], Ra @ so3_exp(turn), atol=1e-5, rtol=0)
+    torch.testing.assert_close(moved[..., 3], a[..., 3] + shift)
 
 
 def test_interpolated_poses_lie_between_neighbours():

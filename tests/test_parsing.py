@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from vlm_instruct_gs.guidance.parsing import Box, boxes_to_mask, densify_mask, invert, parse_boxes
+from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask, parse_boxes
+from vlm_instruct_gs.guidance.mask_rule import region_masks
 
 GOOD = '[{"bbox_2d": [100, 200, 300, 400], "label": "tree"}]'
 
@@ -88,7 +89,7 @@ def test_explicit_empty_list_is_silent(answer, caplog):
     ],
 )
 def test_empty_or_garbage_warns(answer, caplog):
-    with caplog.at_level(logging.WARNING, logger="vlm_instruct_gs.guidance.parsing"):
+    with caplog.at_level(logging.WARNING, logger="vlm_instruct_gs.guidance.boxes"):
         assert parse_boxes(answer) == []
     assert any(r.levelno == logging.WARNING for r in caplog.records)
 
@@ -158,15 +159,14 @@ def test_boxes_to_mask_matches_slow_loop():
         assert torch.equal(mask, _slow_mask(boxes, h, w))
 
 
-def test_invert_and_densify_mask():
+def test_boxes_to_mask_and_the_phase_rule_on_it():
     boxes = [Box(0, 0, 500, 1000)]
     mask = boxes_to_mask(boxes, 2, 4)
     assert mask.tolist() == [[True, True, False, False]] * 2
-    assert torch.equal(invert(mask), ~mask)
-    assert torch.equal(densify_mask("detail", boxes, 2, 4), mask)
-    assert torch.equal(densify_mask("artifacts", boxes, 2, 4), mask)
-    assert torch.equal(densify_mask("subject", boxes, 2, 4), ~mask)
+    assert torch.equal(region_masks("detail", boxes, 2, 4).densify, mask)
+    assert torch.equal(region_masks("artifacts", boxes, 2, 4).densify, mask)
+    assert torch.equal(region_masks("subject", boxes, 2, 4).densify, ~mask)
     with pytest.raises(ValueError, match="phase"):
-        densify_mask("colour", boxes, 2, 4)
+        region_masks("colour", boxes, 2, 4)
     with pytest.raises(ValueError):
         boxes_to_mask(boxes, 0, 4)

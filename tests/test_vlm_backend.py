@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from vlm_instruct_gs.guidance.parsing import Box
+from splat_core.images import to_pil_image
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.mask_rule import region_masks
 from vlm_instruct_gs.guidance.vlm_backend import (
-    OpenAIChatVLMBackend,
-    OpenAIChatVLMBackendConfig,
     TransformersVLMBackend,
     VLMBackend,
     VLMBackendConfig,
     VLMBackendError,
-    to_pil,
 )
+from vlm_instruct_gs.guidance.openai_backend import OpenAIChatVLMBackend, OpenAIChatVLMBackendConfig
 
 pytest.importorskip("transformers")
 SMALL = dict(max_new_tokens=8, min_pixels=32 * 32, max_pixels=64 * 64, batch_size=2)
@@ -65,7 +65,7 @@ def test_chat_template_and_image_tokens(backend):
     )
     inputs = backend.processor(
         text=[text],
-        images=[to_pil(_images()[0])],
+        images=[to_pil_image(_images()[0])],
         return_tensors="pt",
         images_kwargs=dict(min_pixels=1024, max_pixels=4096),
     )
@@ -89,8 +89,8 @@ def test_boxes_and_masks_run_through_real_model(backend):
     images = _images()[:1]
     per_image = backend.boxes("subject", images)
     assert len(per_image) == 1 and isinstance(per_image[0], list) and len(backend.last_answers) == 1
-    masks = backend.masks("detail", images)
-    assert [tuple(m.shape) for m in masks] == [(40, 60)] and masks[0].dtype == torch.bool
+    regions = region_masks("detail", per_image[0], 40, 60)
+    assert regions.densify is None or (regions.densify.shape == (40, 60) and regions.densify.dtype == torch.bool)
 
 
 class _Echo(VLMBackend):
@@ -159,9 +159,10 @@ def test_base_class_boxes_use_phase_prompt_and_parser(tmp_path):
     images = [torch.zeros(4, 4, 3), torch.zeros(2, 2, 3)]
     assert fake.boxes("subject", images) == [[Box(0, 0, 500, 1000, "cat")], []]
     assert fake.prompts == ["Box the subject."]
-    masks = fake.masks("subject", images)
-    assert masks[0].tolist() == [[False, False, True, True]] * 4  # background = complement of the subject box
-    assert masks[1].all()  # no subject found -> everything is background
+    per_image = fake.boxes("subject", images)
+    background = region_masks("subject", per_image[0], 4, 4).densify
+    assert background.tolist() == [[False, False, True, True]] * 4  # background = complement of the subject box
+    assert region_masks("subject", per_image[1], 2, 2) == (None, None)  # no subject found -> no guidance
     assert "bbox_2d" in CannedBackend([]).prompt("artifacts")  # shipped prompt files
 
 

@@ -11,15 +11,16 @@ records land in ``<run>/guidance``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional, Sequence
 
 import torch
+import tyro
 
 from splat_core.data.synthetic_scene import write_synthetic_scene
 
@@ -66,37 +67,49 @@ def latest_config(run_root: Path) -> Path:
     return configs[-1]
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="vlm-fastgs-demo", description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="folder for the scene, run and eval")
-    parser.add_argument("--iterations", type=int, default=1500, help="training steps")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    args = parser.parse_args(argv)
+@dataclass
+class Demo:
+    """Render the built-in scene, train vlm-fastgs on it with weights-free guidance, evaluate it."""
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    scene = args.out / "scene"
-    if not (scene / "transforms.json").exists():
-        print(f"Rendering the built-in scene into {scene}", flush=True)
-        write_synthetic_scene(scene)
-    print("Guidance: weights-free image evidence (no VLM download); pass a Qwen3-VL to ns-train for VLM guidance")
-    runs = args.out / "runs"
-    shutil.rmtree(runs, ignore_errors=True)
-    steps = str(args.iterations)
-    _run([
-        "ns-train", "vlm-fastgs", "--data", str(scene), "--output-dir", str(runs),
-        "--machine.device-type", device, "--max-num-iterations", steps, "--vis", "tensorboard",
-        "--steps-per-save", steps, "--steps-per-eval-image", steps, "--steps-per-eval-all-images", "1000000",
-        "--pipeline.model.num-downscales", "0", "--pipeline.model.sh-degree-interval", str(max(args.iterations // 4, 1)),
-        "--logging.local-writer.max-log-size", "0",
-        "--pipeline.guidance.source", "image-evidence",  # offline: no VLM weights needed
-        *scaled_schedule(args.iterations),
-    ])
-    config = latest_config(runs)
-    eval_json = args.out / "eval.json"
-    _run(["ns-eval", "--load-config", str(config), "--output-path", str(eval_json)])
-    results = json.loads(eval_json.read_text())["results"]
-    print(json.dumps(results, indent=2))
-    print(f"Done. View it with: ns-viewer --load-config {config}")
+    out: Path = Path("outputs/demo")
+    """Folder for the scene, run and eval."""
+    iterations: int = 1500
+    """Training steps."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device; auto is cuda when available."""
+
+    def run(self) -> None:
+        """The whole job; a failing tool stops it with one ``error:`` line."""
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        scene = self.out / "scene"
+        if not (scene / "transforms.json").exists():
+            print(f"Rendering the built-in scene into {scene}", flush=True)
+            write_synthetic_scene(scene)
+        print("Guidance: weights-free image evidence (no VLM download); pass a Qwen3-VL to ns-train for VLM guidance")
+        runs = self.out / "runs"
+        shutil.rmtree(runs, ignore_errors=True)
+        steps = str(self.iterations)
+        _run([
+            "ns-train", "vlm-fastgs", "--data", str(scene), "--output-dir", str(runs),
+            "--machine.device-type", device, "--max-num-iterations", steps, "--vis", "tensorboard",
+            "--steps-per-save", steps, "--steps-per-eval-image", steps, "--steps-per-eval-all-images", "1000000",
+            "--pipeline.model.num-downscales", "0",
+            "--pipeline.model.sh-degree-interval", str(max(self.iterations // 4, 1)),
+            "--logging.local-writer.max-log-size", "0",
+            "--pipeline.guidance.source", "image-evidence",  # offline: no VLM weights needed
+            *scaled_schedule(self.iterations),
+        ])
+        config = latest_config(runs)
+        eval_json = self.out / "eval.json"
+        _run(["ns-eval", "--load-config", str(config), "--output-path", str(eval_json)])
+        results = json.loads(eval_json.read_text())["results"]
+        print(json.dumps(results, indent=2))
+        print(f"Done. View it with: ns-viewer --load-config {config}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Console entry point (``vlm-fastgs-demo``); ``argv`` for tests."""
+    tyro.cli(Demo, args=argv, prog="vlm-fastgs-demo", description=__doc__).run()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ as lerf:lerf/lerf_pipeline.py owns its image encoder. It calls ``super().__init_
 STYLE.md §7) and attaches the controller to the model afterwards. The source is loaded only when the pipeline is built
 for training (``test_mode="val"``, what nerfstudio's Trainer uses), so ns-eval, ns-render and ns-viewer load a
 checkpoint without the VLM's weights. A VLM that cannot be loaded stops ns-train before the first step with one line
-(:class:`~vlm_instruct_gs.guidance.guidance_controller.GuidanceSetupError`).
+(:class:`~vlm_instruct_gs.guidance.sources.GuidanceSetupError`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch.cuda.amp.grad_scaler import GradScaler
 
-from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceController, build_guidance_source
-from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
-from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
 from splat_core.strategy import FastGSStrategy
+from vlm_instruct_gs.guidance.controller import GuidanceController
+from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
+from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
+from vlm_instruct_gs.guidance.sources import build_guidance_source
+from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 
 
@@ -68,8 +70,12 @@ class VLMFastGSPipeline(VanillaPipeline):
         grad_scaler: Optional[GradScaler] = None,
     ) -> None:
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
-        self.guidance_status = ViewerText(
-            "VLM guidance", "off", disabled=True, hint="Current guidance phase and the last applied answer"
+        # two short fields: one text field shows about 30 characters, and "phase | last: verdict" was cut off
+        self.guidance_status = ViewerText("VLM guidance", "off", disabled=True, hint="Current guidance phase")
+        self.guidance_last = ViewerText(
+            "VLM guidance last", "none yet", disabled=True,
+            hint="Last applied answer: phase@query step, +Gaussians given densify guidance, -Gaussians marked for "
+            "pruning (full line in the console and <run>/guidance/applied.jsonl)",
         )
         self._guidance: Optional[GuidanceController] = None
         source_name = config.guidance.source
@@ -81,7 +87,8 @@ class VLMFastGSPipeline(VanillaPipeline):
         source = build_guidance_source(source_name, config.vlm, config.image_evidence)
         if source is None:
             return
-        self._guidance = config.guidance.setup(source=source, status=self.guidance_status)
+        self._guidance = config.guidance.setup(source=source, status=self.guidance_status,
+                                               last_answer=self.guidance_last)
         self.model.attach_guidance(self._guidance)
 
     @property

@@ -1,16 +1,18 @@
-"""Weights-free guidance: the three phase box kinds computed from image evidence, in pure torch.
+"""Weights-free guidance: the three phase box kinds computed from image evidence (torch and scikit-image).
 
-:class:`ImageEvidenceGuide` implements the same :class:`GuidanceSource` interface as the VLM backends (``boxes`` /
-``masks``), so training code can swap one for the other. Each phase reduces a per-pixel score to a grid of
-``grid x grid`` cells (area means), thresholds it, groups cells into 8-connected regions and returns region boxes,
-snapped to cell edges, in normalised 0-1000 coordinates:
+:class:`ImageEvidenceGuide` implements the same :class:`~vlm_instruct_gs.guidance.sources.GuidanceSource` interface
+as the VLM backends, so training code can swap one for the other. Each phase reduces a per-pixel score
+(:mod:`~vlm_instruct_gs.guidance.evidence_maps`) to a grid of ``grid x grid`` cells (area means), thresholds it,
+groups cells into 8-connected regions and returns region boxes, snapped to cell edges, in normalised 0-1000
+coordinates:
 
 - ``detail`` (phase 1): RMS of the Laplacian (local high-frequency energy) of the render, compared with that of the
   ground truth: boxes where the GT is textured and the render has recovered part of that energy but not all
   (``detail_min_ratio <= render/gt <= detail_max_ratio``). Without a GT: cells with strong render energy.
 - ``subject`` (phase 2): one box around the most salient region: colour distance of each cell from the median
   border colour (a background prior), or nearness when ``depth`` is given, times a soft centre prior, split by
-  Otsu's threshold. Its complement is the background to densify (:func:`densify_mask`).
+  Otsu's threshold (``skimage.filters.threshold_otsu``, 64 bins). Its complement is the background to densify
+  (:func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`).
 - ``artifacts`` (phase 3): photometric inconsistency between a novel-view render and a training image warped to
   (or nearest to) that view, or a given error map: cells whose mean absolute error exceeds
   ``max(artifact_min_error, median + artifact_mad_k * 1.4826 * MAD)``.
@@ -31,10 +33,14 @@ from jaxtyping import Bool, Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor
 
-from vlm_instruct_gs.guidance.parsing import Box, GuidanceSource, check_phase
+from skimage import measure
+from skimage.filters import threshold_otsu
 
-_EPS = 1e-6
-
+from splat_core.images import to_float_image
+from vlm_instruct_gs.guidance.evidence_maps import EPS, cell_means, laplacian_energy, resize_image, to_float_map
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.phases import check_phase
+from vlm_instruct_gs.guidance.sources import GuidanceSource
 
 @dataclass
 class ImageEvidenceGuideConfig(InstantiateConfig):
@@ -65,89 +71,15 @@ class ImageEvidenceGuideConfig(InstantiateConfig):
     """Robust threshold: median + k * 1.4826 * MAD of the cell errors."""
 
 
-def to_float_image(image: Any) -> Float[Tensor, "H W 3"]:
-    """``[H, W, 3]`` float32 CPU tensor in [0, 1] from integer (0-255) or float (0-1) tensors, arrays or PIL images.
-
-    ``[H, W]`` and ``[H, W, 1]`` are repeated to 3 channels; a 4th (alpha) channel is dropped. Raises ValueError for
-    other shapes.
-    """
-    t = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image))
-    t = t.detach().cpu()
-    t = t.float() if t.is_floating_point() else t.float() / 255.0  # integer images are 0-255
-    if t.ndim == 2:
-        t = t[..., None]
-    if t.ndim != 3 or t.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"expected an image of shape [H, W, 3], got {tuple(t.shape)}")
-    t = t[..., :3] if t.shape[-1] >= 3 else t.expand(*t.shape[:2], 3)
-    return torch.nan_to_num(t).clamp(0.0, 1.0)
-
-
-def to_float_map(value: Any, height: int, width: int) -> Float[Tensor, "H W"]:
-    """``[H, W]`` float32 map (error, depth) from ``[H, W]`` / ``[H, W, C]`` input (channels averaged; uint8 read
-    as 0-255 and scaled to 0-1), resized bilinearly to ``height x width`` if needed. NaN/inf become 0."""
-    t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value))
-    t = t.detach().cpu()
-    t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
-    if t.ndim == 3:
-        t = t.mean(-1)
-    if t.ndim != 2:
-        raise ValueError(f"expected a map of shape [H, W] or [H, W, C], got {tuple(t.shape)}")
-    t = torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
-    if t.shape != (height, width):
-        t = F.interpolate(t[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-    return t
-
-
-def _resize(image: Tensor, height: int, width: int) -> Tensor:  # [h, w, 3] -> [height, width, 3], bilinear
-    return F.interpolate(image.permute(2, 0, 1)[None], size=(height, width), mode="bilinear")[0].permute(1, 2, 0)
-
-
-def laplacian_energy(image: Float[Tensor, "H W 3"]) -> Float[Tensor, "H W"]:
-    """Squared 4-neighbour Laplacian of the luminance (replicate padding): local high-frequency energy."""
-    gray = (image * torch.tensor([0.299, 0.587, 0.114])).sum(-1)[None, None]  # [1, 1, H, W]
-    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
-    lap = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernel)
-    return lap[0, 0].square()
-
-
-def cell_means(
-    values: Float[Tensor, "H W"], grid: int, valid: Optional[Bool[Tensor, "H W"]] = None
-) -> tuple[Float[Tensor, "G G"], Float[Tensor, "G G"]]:
-    """Area means over a ``grid x grid`` partition (adaptive pooling) and the valid fraction of each cell.
-
-    Returns:
-        means: ``[G, G]`` mean of the valid pixels of each cell (0 where none is valid).
-        coverage: ``[G, G]`` fraction of valid pixels per cell, in [0, 1].
-    """
-    w = torch.ones_like(values) if valid is None else valid.float()
-    sums = F.adaptive_avg_pool2d((values * w)[None, None], grid)[0, 0]
-    coverage = F.adaptive_avg_pool2d(w[None, None], grid)[0, 0]
-    return sums / coverage.clamp_min(_EPS), coverage
-
-
-def otsu_threshold(values: Float[Tensor, "M"], bins: int = 64) -> float:
-    """Otsu's threshold of a set of values (maximises the between-class variance of a ``bins`` histogram)."""
-    lo, hi = float(values.min()), float(values.max())
-    if hi - lo < _EPS:
-        return hi
-    hist = torch.histc(values, bins=bins, min=lo, max=hi)
-    centres = lo + (torch.arange(bins) + 0.5) * (hi - lo) / bins
-    w0 = hist.cumsum(0)
-    m0 = (hist * centres).cumsum(0)
-    w1, m1 = w0[-1] - w0, m0[-1] - m0
-    between = w0 * w1 * (m0 / w0.clamp_min(_EPS) - m1 / w1.clamp_min(_EPS)).square()
-    k = int(between[:-1].argmax())
-    return float(lo + (k + 1) * (hi - lo) / bins)  # upper edge of the last bin of the low class
-
-
 def region_boxes(
     mask: Bool[Tensor, "G G"], score: Float[Tensor, "G G"], min_cells: int, max_boxes: int, label: str
 ) -> List[Box]:
-    """Boxes of the 8-connected regions of a cell mask, largest score mass first.
+    """Boxes of the 8-connected regions of a cell mask (``skimage.measure.label``), largest score mass first.
 
     Args:
         mask: ``[G, G]`` selected cells.
-        score: ``[G, G]`` per-cell score; a region's rank is the sum over its cells.
+        score: ``[G, G]`` per-cell score; a region's rank is the sum over its cells (ties keep scikit-image's label
+            order, the raster order of each region's first cell).
         min_cells (int): smaller regions are dropped.
         max_boxes (int): at most this many boxes.
         label (str): label of every box.
@@ -156,38 +88,15 @@ def region_boxes(
         list[Box]: normalised 0-1000 boxes snapped to cell edges.
     """
     gh, gw = mask.shape
-    maskf = mask.float()
-    labels = torch.arange(1, gh * gw + 1, dtype=torch.float32).view(gh, gw) * maskf
-    for _ in range(gh * gw):  # propagate the max label inside each region until stable
-        grown = F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0] * maskf
-        if torch.equal(grown, labels):
-            break
-        labels = grown
-    flat = labels.flatten().long()
-    fg = flat > 0
-    if not bool(fg.any()):
-        return []
-    _, inv = torch.unique(flat[fg], return_inverse=True)
-    n = int(inv.max()) + 1
-    rows = torch.arange(gh).repeat_interleave(gw)[fg]
-    cols = torch.arange(gw).repeat(gh)[fg]
-    r0 = torch.full((n,), gh).scatter_reduce(0, inv, rows, "amin")
-    r1 = torch.full((n,), -1).scatter_reduce(0, inv, rows, "amax")
-    c0 = torch.full((n,), gw).scatter_reduce(0, inv, cols, "amin")
-    c1 = torch.full((n,), -1).scatter_reduce(0, inv, cols, "amax")
-    count = torch.bincount(inv, minlength=n)
-    mass = torch.zeros(n).index_add_(0, inv, score.flatten()[fg].float())
-    order = [i for i in torch.argsort(mass, descending=True).tolist() if int(count[i]) >= min_cells][:max_boxes]
-    return [
-        Box.make(
-            1000.0 * int(c0[i]) / gw,
-            1000.0 * int(r0[i]) / gh,
-            1000.0 * (int(c1[i]) + 1) / gw,
-            1000.0 * (int(r1[i]) + 1) / gh,
-            label,
-        )
-        for i in order
-    ]
+    regions = measure.regionprops(measure.label(mask.cpu().numpy(), connectivity=2))
+    score_np = score.detach().cpu().double().numpy()
+    mass = np.array([score_np[r.coords[:, 0], r.coords[:, 1]].sum() for r in regions])  # a few regions, not Gaussians
+    order = [i for i in np.argsort(-mass, kind="stable") if regions[i].area >= min_cells][:max_boxes]
+    out = []
+    for i in order:
+        r0, c0, r1, c1 = regions[i].bbox  # half-open cell ranges
+        out.append(Box.make(1000.0 * c0 / gw, 1000.0 * r0 / gh, 1000.0 * c1 / gw, 1000.0 * r1 / gh, label))
+    return out
 
 
 def detail_boxes(render: Any, reference: Any = None, config: Optional[ImageEvidenceGuideConfig] = None) -> List[Box]:
@@ -214,12 +123,12 @@ def detail_boxes(render: Any, reference: Any = None, config: Optional[ImageEvide
     else:
         ref = to_float_image(reference)
         if ref.shape != img.shape:
-            ref = _resize(ref, *img.shape[:2])
+            ref = resize_image(ref, *img.shape[:2])
         e_g = cell_means(laplacian_energy(ref), cfg.grid)[0].sqrt()
         level = float(torch.quantile(e_g.flatten(), 0.95))
         if level < 1e-4:
             return []
-        ratio = e_r / e_g.clamp_min(_EPS)
+        ratio = e_r / e_g.clamp_min(EPS)
         textured = e_g >= cfg.detail_texture_frac * level
         mask = textured & (ratio >= cfg.detail_min_ratio) & (ratio <= cfg.detail_max_ratio)
     return region_boxes(mask, e_r, cfg.min_cells, cfg.max_boxes, "emerging detail")
@@ -251,14 +160,14 @@ def subject_box(image: Any, depth: Any = None, config: Optional[ImageEvidenceGui
         if not bool(known.any()):
             return []
         far, near = float(d_cell[known].max()), float(d_cell[known].min())
-        saliency = ((far - d_cell) / max(far - near, _EPS)) * known
+        saliency = ((far - d_cell) / max(far - near, EPS)) * known
     centres = (torch.arange(g) + 0.5) / g
     dist2 = (centres[:, None] - 0.5).square() + (centres[None, :] - 0.5).square()
     prior = torch.exp(-dist2 / (2 * cfg.subject_centre_sigma**2))
     score = saliency * ((1 - cfg.subject_centre_weight) + cfg.subject_centre_weight * prior)
     if float(score.max() - score.min()) < 1e-3:
         return []
-    mask = score > otsu_threshold(score.flatten())
+    mask = score > float(threshold_otsu(score.flatten().numpy(), nbins=64))
     return region_boxes(mask, score, 1, 1, "subject")
 
 
@@ -293,7 +202,7 @@ def artifact_boxes(
     elif reference is not None:
         ref = to_float_image(reference)
         if ref.shape != img.shape:
-            ref = _resize(ref, h, w)
+            ref = resize_image(ref, h, w)
         err = (img - ref).abs().mean(-1)
     else:
         raise ValueError("phase 'artifacts' needs reference= (a training view warped to the render) or error_map=")
@@ -363,12 +272,7 @@ __all__ = [
     "ImageEvidenceGuide",
     "ImageEvidenceGuideConfig",
     "artifact_boxes",
-    "cell_means",
     "detail_boxes",
-    "laplacian_energy",
-    "otsu_threshold",
     "region_boxes",
     "subject_box",
-    "to_float_image",
-    "to_float_map",
 ]

@@ -1,4 +1,5 @@
-"""The guidance schedule: when each phase is active and when the guidance source is queried, as pure functions of step.
+"""The guidance phases and their schedule: which phases exist, when each is active and when the guidance source is
+queried, as pure functions of step.
 
 Under the 20k-step budget the phases are (defaults; every boundary is a field of :class:`GuidanceSchedule`):
 
@@ -21,9 +22,18 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Literal, Optional, Tuple
 
-from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
+Phase = Literal["detail", "subject", "artifacts"]
+"""Guidance phases: 1 ``detail`` (emerging texture), 2 ``subject`` (main subject), 3 ``artifacts`` (novel view)."""
+PHASES: Tuple[str, ...] = ("detail", "subject", "artifacts")
+
+
+def check_phase(phase: str) -> str:
+    """Return ``phase`` if it is one of :data:`PHASES`; raise ValueError otherwise."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    return phase
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,10 @@ def unapplied_queries(
 
 
 __all__ = [
+    "PHASES",
     "GuidanceSchedule",
+    "Phase",
+    "check_phase",
     "active_phases",
     "is_query_step",
     "phase_enabled",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
+from vlm_instruct_gs.guidance.phases import PHASES, check_phase
 
 PathLike = Union[str, Path]
 

@@ -22,9 +22,12 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, UInt8
+from nerfstudio.utils import writer
 from PIL import Image
 from torch import Tensor
 
+from splat_core.images import to_float_image
+from vlm_instruct_gs.guidance.mask_rule import PhaseRegions
 from vlm_instruct_gs.guidance.worker import GuidanceResult
 
 logger = logging.getLogger(__name__)
@@ -54,25 +57,19 @@ def _save_mask(mask: Optional[Tensor], path: Path) -> Optional[str]:
     return path.name
 
 
-def write_records(
-    result: GuidanceResult,
-    out_dir: Path,
-    source: str,
-    masks: Sequence[tuple],
-) -> None:
+def write_records(result: GuidanceResult, out_dir: Path, source: str) -> None:
     """Write the PNG/JSON records of one answered query.
 
     Args:
-        result: the answered query.
+        result: the answered query, with its per-view ``regions`` at the image's size.
         out_dir: destination folder (created).
         source (str): guidance source name for the JSON (``vlm``, ``image-evidence``).
-        masks: per view ``(densify [H, W] bool or None, floater region [H, W] bool or None)`` at the image's size.
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         job = result.job
         for j, (view, boxes, answer, (densify, floaters)) in enumerate(
-            zip(job.views, result.boxes, result.answers, masks)
+            zip(job.views, result.boxes, result.answers, result.regions)
         ):
             stem = record_stem(job.step, job.phase, j)
             Image.fromarray(view.image.numpy()).save(out_dir / f"{stem}.png")
@@ -110,13 +107,80 @@ def append_applied(out_dir: Optional[Path], record: Dict[str, Any]) -> None:
         logger.warning("guidance: could not append to %s: %s", out_dir / "applied.jsonl", err)
 
 
+def applied_record(
+    step: int, result: GuidanceResult, densify: Optional[Tensor], prune: Optional[Tensor], prune_thresh: float
+) -> Dict[str, Any]:
+    """The ``applied.jsonl`` record of one result applied at training ``step``.
+
+    Args:
+        step: the training step of the application.
+        result: the applied result.
+        densify: its per-Gaussian densify guidance, or None. [N]
+        prune: its per-Gaussian prune guidance, or None. [N]
+        prune_thresh: prune values above this mark a Gaussian (``FastGSStrategy.guidance_prune_thresh``).
+
+    Returns:
+        JSON-ready dict: steps, phase, view ids, boxes (Qwen3-VL records), error, Gaussians given densify guidance
+        (> 0) and marked for pruning, the mean positive densify value, the source's seconds.
+    """
+    job = result.job
+    n_densify = int((densify > 0).sum()) if densify is not None else 0
+    n_prune = int((prune > prune_thresh).sum()) if prune is not None else 0
+    return {
+        "step": step, "query_step": job.step, "phase": job.phase, "views": [v.view_id for v in job.views],
+        "boxes": [[b.to_json() for b in boxes] for boxes in result.boxes], "error": result.error,
+        "densify_gaussians": n_densify, "prune_gaussians": n_prune, "seconds": round(result.seconds, 4),
+        "mean_densify": round(float(densify[densify > 0].mean()), 4) if n_densify else 0.0,
+    }
+
+
+def verdict(record: Dict[str, Any]) -> str:
+    """One console line of an :func:`applied_record`, e.g. ``detail@500: 3 box(es) in 4 view(s); densify 120 GSs,
+    prune 0 GSs``."""
+    boxes = sum(len(b) for b in record["boxes"])
+    return (
+        f"{record['phase']}@{record['query_step']}: {boxes} box(es) in {len(record['views'])} view(s)"
+        + (f", error {record['error']}" if record["error"] else "")
+        + f"; densify {record['densify_gaussians']} GSs, prune {record['prune_gaussians']} GSs"
+    )
+
+
+def short_verdict(record: Dict[str, Any]) -> str:
+    """The viewer's form of :func:`verdict`, at most 27 characters (query steps below 100,000) so a viewer text
+    field shows all of it:
+    ``artifacts@12000 +1.2k -56`` (phase@query step, Gaussians given densify guidance, marked for pruning) or
+    ``subject@9000 failed``."""
+    head = f"{record['phase']}@{record['query_step']}"
+    if record["error"]:
+        return f"{head} failed"
+    return f"{head} +{_count(record['densify_gaussians'])} -{_count(record['prune_gaussians'])}"
+
+
+def _count(n: int) -> str:  # at most 4 characters: 999, 1.2k, 999k, 1.2M
+    if n < 1000:
+        return str(n)
+    if n < 10_000:
+        return f"{n / 1000:.1f}k"
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    return f"{n / 1e6:.1f}M"
+
+
+def log_overlays(result: GuidanceResult, regions: Sequence[PhaseRegions], step: int) -> None:
+    """Put the query's images with their regions tinted (:func:`overlay`) side by side in TensorBoard as
+    ``guidance/<phase>`` at ``step`` (skipped when the views differ in size)."""
+    tiles = [overlay(v.image, *r) for v, r in zip(result.job.views, regions)]
+    if tiles and all(t.shape == tiles[0].shape for t in tiles):
+        writer.put_image(name=f"guidance/{result.job.phase}", image=torch.cat(tiles, dim=1), step=step)
+
+
 def overlay(
     image: UInt8[Tensor, "H W 3"],
     densify: Optional[Bool[Tensor, "H W"]] = None,
     floaters: Optional[Bool[Tensor, "H W"]] = None,
 ) -> Float[Tensor, "H W 3"]:
     """The image in [0, 1] with the densify region tinted green and the floater region tinted red (for TensorBoard)."""
-    out = image.float() / 255.0
+    out = to_float_image(image)
     for mask, colour in ((densify, (0.0, 1.0, 0.0)), (floaters, (1.0, 0.0, 0.0))):
         if mask is not None:
             tint = torch.tensor(colour)
@@ -124,4 +188,6 @@ def overlay(
     return out
 
 
-__all__ = ["append_applied", "overlay", "record_stem", "write_records"]
+__all__ = [
+    "append_applied", "applied_record", "log_overlays", "overlay", "record_stem", "short_verdict", "verdict", "write_records"
+]

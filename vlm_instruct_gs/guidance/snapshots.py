@@ -1,7 +1,7 @@
 """What a guidance query sees: renders of training or novel views copied to the CPU as uint8, plus their evidence.
 
 :func:`snapshot_views` runs on the training thread at a query step (see
-:mod:`~vlm_instruct_gs.guidance.guidance_controller`); everything it returns is a CPU copy, so the worker thread never
+:mod:`~vlm_instruct_gs.guidance.controller`); everything it returns is a CPU copy, so the worker thread never
 touches training tensors. Per phase:
 
 - ``detail``: renders of random training views; evidence ``reference`` = the training photo (image-evidence
@@ -16,26 +16,18 @@ View choice and novel poses come from a generator seeded with ``(seed, step, pha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
-from jaxtyping import Float, UInt8
+from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
+from splat_core.images import to_uint8_image
+from splat_core.rendering.views import Renderer
 from vlm_instruct_gs.guidance.novel_views import novel_cameras, warp_to_view
-from vlm_instruct_gs.guidance.parsing import PHASES, check_phase
+from vlm_instruct_gs.guidance.phases import PHASES, check_phase
 from vlm_instruct_gs.guidance.worker import GuidanceView
-from splat_core.rendering.views import RenderedView, Renderer
-
-
-def to_uint8(image: Tensor) -> UInt8[Tensor, "H W 3"]:
-    """uint8 [H, W, 3] CPU copy of a float [0, 1] or uint8 image ([H, W, 3|4]; alpha dropped)."""
-    image = image.detach()[..., :3]
-    if image.dtype != torch.uint8:
-        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return image.cpu().contiguous()
 
 
 def intrinsics_at(camera: Cameras, height: int, width: int) -> Float[Tensor, "3 3"]:
@@ -86,26 +78,26 @@ def snapshot_views(
             camera, ref = novel_cams[j : j + 1], int(nearest[j])
             out = render(camera)
             dev = out.depth.device
-            gt = to_uint8(images[ref]["image"])
+            gt = to_uint8_image(images[ref]["image"])
             warped, valid = warp_to_view(
                 out.depth, intrinsics_at(camera, *out.depth.shape).to(dev), camera.camera_to_worlds[0].to(dev),
                 gt.float() / 255.0, intrinsics_at(cameras[ref : ref + 1], *gt.shape[:2]),
                 cameras.camera_to_worlds[ref], valid_dst=out.alpha > 0.5,
             )
             kind = "between" if bool(interpolated[j]) else "around"
-            evidence = {"reference": to_uint8(warped), "valid": valid.cpu()}
-            views.append(GuidanceView(f"novel_{j:02d}_{kind}_{ref:04d}", camera, to_uint8(out.rgb), evidence))
+            evidence = {"reference": to_uint8_image(warped), "valid": valid.cpu()}
+            views.append(GuidanceView(f"novel_{j:02d}_{kind}_{ref:04d}", camera, to_uint8_image(out.rgb), evidence))
         return tuple(views)
     for i in torch.randperm(len(cameras), generator=gen)[:num_views].tolist():
         camera = cameras[i : i + 1]
-        gt = to_uint8(images[i]["image"])
+        gt = to_uint8_image(images[i]["image"])
         if phase == "subject" and subject_image == "ground-truth":
             views.append(GuidanceView(f"train_{i:04d}", camera, gt))
             continue
         out = render(camera)
         evidence = {"reference": gt} if phase == "detail" else {"depth": out.depth.cpu()}
-        views.append(GuidanceView(f"train_{i:04d}", camera, to_uint8(out.rgb), evidence))
+        views.append(GuidanceView(f"train_{i:04d}", camera, to_uint8_image(out.rgb), evidence))
     return tuple(views)
 
 
-__all__ = ["RenderedView", "Renderer", "intrinsics_at", "snapshot_views", "to_uint8"]
+__all__ = ["intrinsics_at", "snapshot_views"]

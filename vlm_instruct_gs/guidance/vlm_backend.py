@@ -6,8 +6,9 @@ there with one :class:`VLMBackendError` that names the config field and the path
 
 - :class:`TransformersVLMBackend` (config :class:`VLMBackendConfig`): Qwen3-VL through ``AutoProcessor`` +
   ``AutoModelForImageTextToText``, batched greedy generation.
-- :class:`OpenAIChatVLMBackend` (config :class:`OpenAIChatVLMBackendConfig`): any server speaking the OpenAI chat
-  completions API with image content (e.g. ``vllm serve Qwen/Qwen3-VL-2B-Instruct``), through ``urllib`` only.
+- ``OpenAIChatVLMBackend`` (config ``OpenAIChatVLMBackendConfig``, in
+  :mod:`~vlm_instruct_gs.guidance.openai_backend`): any server speaking the OpenAI chat completions API with image
+  content (e.g. ``vllm serve Qwen/Qwen3-VL-2B-Instruct``), through ``urllib`` only.
 
 Images are ``[H, W, 3]`` tensors/arrays (uint8 0-255, or float 0-1 as renders are) or PIL images.
 """
@@ -15,40 +16,30 @@ Images are ``[H, W, 3]`` tensors/arrays (uint8 0-255, or float 0-1 as renders ar
 from __future__ import annotations
 
 import abc
-import base64
 import copy
 import dataclasses
-import io
-import json
 import logging
-import math
 import os
 import socket
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Literal, Optional, Sequence, Type
 
-import numpy as np
 import torch
 from nerfstudio.configs.base_config import InstantiateConfig
-from PIL import Image
 
-from vlm_instruct_gs.guidance.parsing import Box, GuidanceSource, parse_boxes
+from splat_core.images import to_pil_image
+from vlm_instruct_gs.guidance.boxes import Box, parse_boxes
 from vlm_instruct_gs.guidance.prompts import load_prompt
+from vlm_instruct_gs.guidance.sources import DOWNLOAD_HINT, GuidanceSource, GuidanceSourceError
 
 logger = logging.getLogger(__name__)
 
-DOWNLOAD_HINT = (
-    "to get weights, run on a machine with internet `hf download Qwen/Qwen3-VL-2B-Instruct "
-    "--local-dir Qwen3-VL-2B-Instruct` (pip install huggingface_hub) and copy that folder here"
-)
 
-
-class VLMBackendError(RuntimeError):
-    """A backend cannot be built (bad model path, unreachable server) or a remote query failed."""
+class VLMBackendError(GuidanceSourceError):
+    """A backend cannot be built (bad model path, unreachable server) or a remote query failed; ``reason`` holds
+    the cause alone (see :class:`~vlm_instruct_gs.guidance.sources.GuidanceSourceError`)."""
 
 
 @dataclass
@@ -73,45 +64,6 @@ class VLMBackendConfig(InstantiateConfig):
     """Upper bound on the image area, in pixels; 1024*1024 is about 1024 visual tokens (32x32 px each)."""
     prompt_dir: Optional[str] = None
     """Folder with detail.txt / subject.txt / artifacts.txt; None is <repo>/configs/prompts."""
-
-
-@dataclass
-class OpenAIChatVLMBackendConfig(VLMBackendConfig):
-    """Config of :class:`OpenAIChatVLMBackend`; dtype, device and batch_size are unused (the server decides)."""
-
-    _target: Type = field(default_factory=lambda: OpenAIChatVLMBackend)
-    base_url: str = "http://127.0.0.1:8000/v1"
-    """Server root; requests go to <base_url>/chat/completions."""
-    timeout_s: float = 120.0
-    """Per-request timeout, in seconds."""
-    api_key_env: str = ""
-    """Name of the environment variable holding a bearer token; empty sends no Authorization header."""
-    check_server: bool = True
-    """Query <base_url>/models at construction, so an unreachable server fails at start-up."""
-
-
-def to_pil(image: Any) -> Image.Image:
-    """RGB PIL image from a PIL image or an ``[H, W, 3|4]`` / ``[H, W]`` tensor or array.
-
-    uint8 values are used as is; floating values are read as 0-1, clamped and rounded to 0-255.
-
-    Raises:
-        ValueError: unsupported shape.
-    """
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        arr = (t.float() if t.is_floating_point() else t).numpy()  # bfloat16 has no numpy dtype
-    else:
-        arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
-        raise ValueError(f"expected an image of shape [H, W, 3], got {tuple(arr.shape)}")
-    if arr.dtype != np.uint8:
-        arr = np.round(np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
-    return Image.fromarray(arr).convert("RGB")
 
 
 class VLMBackend(GuidanceSource):
@@ -198,7 +150,8 @@ def _load_error(model_path: str, reason: str) -> VLMBackendError:
     return VLMBackendError(
         f"VLMBackendConfig.model_path={model_path!r} could not be loaded: {reason}. Set model_path (vlm-gs-guide "
         f"--model) to a local Qwen3-VL checkpoint directory (config.json, *.safetensors, tokenizer and processor "
-        f"files) or a hub id reachable from this machine; {DOWNLOAD_HINT}."
+        f"files) or a hub id reachable from this machine; {DOWNLOAD_HINT}.",
+        reason=reason,
     )
 
 
@@ -274,7 +227,7 @@ class TransformersVLMBackend(VLMBackend):
 
     @torch.inference_mode()
     def ask(self, images: Sequence[Any], prompt: str) -> List[str]:
-        pil = [to_pil(im) for im in images]
+        pil = [to_pil_image(im) for im in images]
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         # Qwen2/3-VL image processors read pixel-count bounds from size (min_pixels/max_pixels kwargs are deprecated)
@@ -293,84 +246,19 @@ class TransformersVLMBackend(VLMBackend):
         return answers
 
 
-class OpenAIChatVLMBackend(VLMBackend):
-    """Client of an OpenAI-compatible chat completions server (vLLM, SGLang, ...), standard library only.
+def __getattr__(name: str):
+    """The OpenAI client moved to :mod:`~vlm_instruct_gs.guidance.openai_backend`; config.yml files written before
+    name it here, so this module still resolves those names (lazily: that module imports this one)."""
+    if name in ("OpenAIChatVLMBackend", "OpenAIChatVLMBackendConfig"):
+        from vlm_instruct_gs.guidance import openai_backend
 
-    Each image is sent as a base64 PNG ``image_url`` part followed by the prompt, one request per image,
-    ``temperature=0``. Images larger than ``max_pixels`` are downscaled first (aspect kept). Construction checks
-    ``<base_url>/models`` when ``check_server`` is set; failures raise :class:`VLMBackendError` naming the field.
-    """
-
-    config_class = OpenAIChatVLMBackendConfig
-
-    def __init__(self, config: Optional[OpenAIChatVLMBackendConfig] = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.config: OpenAIChatVLMBackendConfig
-        self.url = self.config.base_url.rstrip("/")
-        if self.config.check_server:
-            served = [m.get("id") for m in self._request("GET", "/models").get("data", []) if isinstance(m, dict)]
-            if served and self.config.model_path not in served:
-                logger.warning("server %s serves %s, not model_path=%r", self.url, served, self.config.model_path)
-
-    def _request(self, method: str, route: str, body: Optional[dict] = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.config.api_key_env, "") if self.config.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        req = urllib.request.Request(self.url + route, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
-                return json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as e:
-            detail = e.read()[:300].decode("utf-8", "replace")
-            raise VLMBackendError(
-                f"OpenAIChatVLMBackendConfig.base_url={self.url!r}: HTTP {e.code} on {route}: {detail}"
-            ) from e
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise VLMBackendError(
-                f"OpenAIChatVLMBackendConfig.base_url={self.url!r} failed on {route}: {e}; is the server running?"
-            ) from e
-
-    def _encode(self, image: Image.Image) -> str:
-        area = image.width * image.height
-        if area > self.config.max_pixels:
-            scale = math.sqrt(self.config.max_pixels / area)
-            size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-            image = image.resize(size, Image.BICUBIC)
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-    def ask(self, images: Sequence[Any], prompt: str) -> List[str]:
-        answers = []
-        for image in images:
-            content = [{"type": "image_url", "image_url": {"url": self._encode(to_pil(image))}}]
-            content.append({"type": "text", "text": prompt})
-            body = {
-                "model": self.config.model_path,
-                "messages": [{"role": "user", "content": content}],
-                "max_tokens": self.config.max_new_tokens,
-                "temperature": 0.0,
-            }
-            reply = self._request("POST", "/chat/completions", body)
-            try:
-                message = reply["choices"][0]["message"].get("content") or ""
-            except (KeyError, IndexError, TypeError, AttributeError):
-                logger.warning("unexpected chat completion payload: %.200s", json.dumps(reply))
-                message = ""
-            if isinstance(message, list):  # content parts
-                message = "".join(p.get("text", "") for p in message if isinstance(p, dict))
-            answers.append(str(message).strip())
-        return answers
+        return getattr(openai_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "OpenAIChatVLMBackend",
-    "OpenAIChatVLMBackendConfig",
     "TransformersVLMBackend",
     "VLMBackend",
     "VLMBackendConfig",
     "VLMBackendError",
-    "to_pil",
 ]

@@ -2,7 +2,7 @@
 
 The training thread renders a few views at a query step and hands a :class:`GuidanceJob` (uint8 CPU images, the
 cameras, the step, the view ids and optional evidence) to :class:`GuidanceWorker`. The worker answers it with a
-handler (the guidance source plus record writing, see :mod:`~vlm_instruct_gs.guidance.guidance_controller`) and
+handler (the guidance source plus record writing, see :mod:`~vlm_instruct_gs.guidance.controller`) and
 keeps the :class:`GuidanceResult` until the training thread collects it at its next refinement step, where the boxes
 are mapped onto the then-current Gaussians. Jobs and results are immutable and hold CPU tensors only, so nothing
 the worker touches is shared with training.
@@ -20,14 +20,15 @@ import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import UInt8
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
-from vlm_instruct_gs.guidance.parsing import Box
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.mask_rule import PhaseRegions
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class GuidanceResult:
         prompt (str | None): the prompt sent (None for weights-free sources).
         seconds (float): wall time of the source call, in seconds.
         error (str | None): ``"Type: message"`` when the source raised; the boxes are then empty.
+        regions (tuple): per view, the boxes' :class:`~vlm_instruct_gs.guidance.mask_rule.PhaseRegions` at the
+            view image's size, computed once by the handler for the records, the overlays and the mapping.
+            Default is empty (not computed).
     """
 
     job: GuidanceJob
@@ -79,6 +83,7 @@ class GuidanceResult:
     prompt: Optional[str] = None
     seconds: float = 0.0
     error: Optional[str] = None
+    regions: Tuple[PhaseRegions, ...] = ()
 
     @property
     def num_boxes(self) -> int:
@@ -111,6 +116,7 @@ class GuidanceWorker:
         self._jobs: "queue.Queue[Optional[GuidanceJob]]" = queue.Queue()
         self._done: List[GuidanceResult] = []
         self._pending = 0
+        self._outstanding: List[GuidanceJob] = []  # queued or running, in submission order (for checkpoints)
         self._cond = threading.Condition()
         self._thread: Optional[threading.Thread] = None
         self.busy_seconds = 0.0
@@ -138,6 +144,7 @@ class GuidanceWorker:
                 )
                 return False
             self._pending += 1
+            self._outstanding.append(job)
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="vlm-guidance", daemon=True)
             self._thread.start()
@@ -152,6 +159,18 @@ class GuidanceWorker:
                 self._cond.wait_for(lambda: self._pending == 0, timeout=timeout)
             done, self._done = self._done, []
         return sorted(done, key=lambda r: (r.job.step, r.job.phase))
+
+    def peek(self) -> Tuple[List[GuidanceJob], List[GuidanceResult]]:
+        """``(jobs submitted and not yet answered, results not yet collected)``, read together under the worker's
+        lock and left in place (what a checkpoint saves)."""
+        with self._cond:
+            return list(self._outstanding), list(self._done)
+
+    def restore(self, results: Sequence[GuidanceResult]) -> None:
+        """Put results back as answered and not yet collected (a resumed run), next to any answered since."""
+        with self._cond:
+            self._done.extend(results)
+            self._cond.notify_all()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the thread after the jobs already queued (waiting at most ``timeout`` seconds)."""
@@ -186,6 +205,7 @@ class GuidanceWorker:
                 self._done.append(result)
             if self.asynchronous:
                 self._pending -= 1
+                self._outstanding = [j for j in self._outstanding if j is not job]  # by identity: views hold tensors
             self._cond.notify_all()
 
 

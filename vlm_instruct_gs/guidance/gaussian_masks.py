@@ -6,9 +6,9 @@ pixels of the Gaussian's clipped footprint box (:mod:`splat_core.rendering.footp
 centre. Per-view values are then combined over the views where the Gaussian is visible (max or mean); a Gaussian
 visible in no view gets 0, which the strategy reads as "no guidance".
 
-Which pixels a phase's boxes select is :func:`region_masks` (detail: the boxes or their complement; subject: the
-background; artifacts: non-floater boxes to densify, all boxes as the floater search region), and
-:func:`in_front_of_surface` picks the Gaussians of a search region that float in front of the rendered surface.
+Which pixels a phase's boxes select is :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`;
+:func:`in_front_of_surface` picks the Gaussians of a floater search region that float in front of the rendered
+surface, and :func:`regions_to_guidance` turns one answered query's regions into the strategy's ``guidance=``.
 
 Everything is vectorised (summed-area tables, no loop over Gaussians), gradient-free and runs on the device of
 ``means2d``; masks are moved there.
@@ -22,8 +22,9 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from vlm_instruct_gs.guidance.parsing import Box, boxes_to_mask, check_phase
 from splat_core.rendering.footprint import RadiiT, count_in_footprints, footprint_area
+from splat_core.rendering.views import RenderedView
+from vlm_instruct_gs.guidance.mask_rule import PhaseRegions
 
 Reduce = Literal["max", "mean"]
 
@@ -88,90 +89,6 @@ def combine_views(
 
 
 @torch.no_grad()
-def masks_to_guidance(
-    means2d: Float[Tensor, "V N 2"],
-    radii: RadiiT,
-    masks: Union[Bool[Tensor, "V H W"], Float[Tensor, "V H W"]],
-    reduce: Reduce = "mean",
-    inside: float = 1.0,
-    outside: float = 0.0,
-    radius_scale: float = 1.0,
-) -> Float[Tensor, "N"]:
-    """Per-Gaussian guidance from same-sized view masks: ``inside * f + outside * (1 - f)`` per visible view, then
-    combined (:func:`combine_views`).
-
-    With the defaults this is the (mean) overlap fraction in [0, 1], usable as ``guidance["densify"]`` or
-    ``guidance["prune"]`` of :class:`~splat_core.strategy.fastgs.FastGSStrategy`; ``outside < 0`` holds back
-    Gaussians that are seen but not masked.
-
-    Args:
-        means2d: projected centres in pixels. [V, N, 2]
-        radii: gsplat radii. [V, N] or [V, N, 2]
-        masks: bool masks or float weights in [0, 1], one per view. [V, H, W]
-        reduce: ``"max"`` or ``"mean"`` over the views where a Gaussian is visible. Default is "mean".
-        inside: value of a fully masked footprint. Default is 1.0.
-        outside: value of a fully unmasked (but visible) footprint. Default is 0.0.
-        radius_scale: multiplier on the footprint radii. Default is 1.0.
-
-    Returns:
-        Guidance per Gaussian on ``means2d``'s device, 0 where never visible. [N] float32
-    """
-    fractions, visible = footprint_fractions(means2d, radii, masks, radius_scale)
-    return combine_views(inside * fractions + outside * (1.0 - fractions), visible, reduce)
-
-
-def stack_views(per_view: Sequence[Tuple[Tensor, Tensor]]) -> Tuple[Float[Tensor, "V N"], Bool[Tensor, "V N"]]:
-    """Stack per-view ``(values [1, N], visible [1, N])`` pairs (e.g. views of different sizes handled one by one)."""
-    return torch.cat([v for v, _ in per_view]), torch.cat([m for _, m in per_view])
-
-
-def is_floater(box: Box, keywords: Sequence[str]) -> bool:
-    """Whether a box's label names a floater-type defect (case-insensitive substring match with any keyword)."""
-    label = box.label.lower()
-    return any(k.lower() in label for k in keywords if k)
-
-
-def region_masks(
-    phase: str,
-    boxes: Sequence[Box],
-    height: int,
-    width: int,
-    detail_target: Literal["boxes", "complement"] = "boxes",
-    floater_keywords: Sequence[str] = (),
-) -> Tuple[Optional[Bool[Tensor, "H W"]], Optional[Bool[Tensor, "H W"]]]:
-    """Pixel regions a phase's boxes ask to densify and to search for floaters, at ``height x width`` (CPU).
-
-    - ``detail``: densify the union of the boxes (``detail_target="boxes"``) or its complement (``"complement"``,
-      the public reference implementation's choice).
-    - ``subject``: densify the complement of the subject box(es): the background.
-    - ``artifacts``: densify the union of the boxes whose label is not a floater (:func:`is_floater`); the union of
-      all boxes is the floater search region, where Gaussians in front of the rendered surface are pruned.
-
-    Boxes are normalised 0-1000 (see :mod:`~vlm_instruct_gs.guidance.parsing`); pixel ranges follow
-    :meth:`Box.to_pixels`. No boxes means no guidance, never "everything" (an empty answer does not densify the
-    whole complement).
-
-    Returns:
-        ``(densify [H, W] bool or None, prune_region [H, W] bool or None)``; None where the phase gives nothing.
-
-    Raises:
-        ValueError: unknown phase or ``detail_target``.
-    """
-    check_phase(phase)
-    if detail_target not in ("boxes", "complement"):
-        raise ValueError(f"detail_target must be 'boxes' or 'complement', got {detail_target!r}")
-    if not boxes:
-        return None, None
-    union = boxes_to_mask(boxes, height, width)
-    if phase == "detail":
-        return (union if detail_target == "boxes" else ~union), None
-    if phase == "subject":
-        return ~union, None
-    under = [b for b in boxes if not is_floater(b, floater_keywords)]
-    return (boxes_to_mask(under, height, width) if under else None), union
-
-
-@torch.no_grad()
 def in_front_of_surface(
     means2d: Float[Tensor, "V N 2"],
     depths: Float[Tensor, "V N"],
@@ -202,12 +119,49 @@ def in_front_of_surface(
     return inside & cover & (depths.float() > 0) & (depths.float() < (1.0 - margin) * surf)
 
 
-__all__ = [
-    "combine_views",
-    "footprint_fractions",
-    "in_front_of_surface",
-    "is_floater",
-    "masks_to_guidance",
-    "region_masks",
-    "stack_views",
-]
+@torch.no_grad()
+def regions_to_guidance(
+    views: Sequence[Tuple[RenderedView, PhaseRegions]],
+    densify_outside: float = 0.0,
+    combine: Reduce = "mean",
+    radius_scale: float = 1.0,
+    floater_depth_margin: float = 0.1,
+) -> Tuple[Optional[Float[Tensor, "N"]], Optional[Float[Tensor, "N"]]]:
+    """Per-Gaussian densify and prune guidance of one answered query, for the Gaussians the renders show now.
+
+    Per view: densify ``f + (1 - f) * densify_outside`` where ``f`` is the overlap fraction with the densify region;
+    prune ``f * front`` where ``f`` is the overlap with the floater region and ``front`` marks Gaussians in front of the
+    rendered surface (:func:`in_front_of_surface`). Views are combined over where each Gaussian is visible
+    (:func:`combine_views`): densify by ``combine``, prune by the max.
+
+    Args:
+        views: ``(render of the query camera with the current Gaussians, its regions at the render's size)`` per
+            view that has boxes.
+        densify_outside: densify value, in [-1, 1], of a visible footprint wholly outside the region. Default is 0.0.
+        combine: ``"max"`` or ``"mean"`` over views for densify. Default is "mean".
+        radius_scale: multiplier on the footprint radii. Default is 1.0.
+        floater_depth_margin: relative depth margin of :func:`in_front_of_surface`. Default is 0.1.
+
+    Returns:
+        ``(densify [N] float or None, prune [N] float in [0, 1] or None)`` on the renders' device; None where no
+        view has that region.
+    """
+    per_densify, per_prune = [], []
+    for out, regions in views:
+        if regions.densify is not None:
+            f, visible = footprint_fractions(out.means2d, out.radii, regions.densify[None], radius_scale)
+            per_densify.append((f + (1.0 - f) * densify_outside, visible))
+        if regions.floaters is not None:
+            f, visible = footprint_fractions(out.means2d, out.radii, regions.floaters[None], radius_scale)
+            front = in_front_of_surface(out.means2d, out.depths, out.depth[None], out.alpha[None], floater_depth_margin)
+            per_prune.append((f * front, visible))
+    densify = combine_views(*_stack_views(per_densify), combine) if per_densify else None
+    prune = combine_views(*_stack_views(per_prune), "max") if per_prune else None
+    return densify, prune
+
+
+def _stack_views(per_view: Sequence[Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor]:  # [1, N] pairs -> [V, N]
+    return torch.cat([v for v, _ in per_view]), torch.cat([m for _, m in per_view])
+
+
+__all__ = ["combine_views", "footprint_fractions", "in_front_of_surface", "regions_to_guidance"]

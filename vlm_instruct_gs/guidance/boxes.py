@@ -1,4 +1,4 @@
-"""VLM grounding text to typed box records, box masks, and the contract shared by guidance sources.
+"""The answer format: the :class:`Box` record, the Qwen3-VL grounding-answer parser, and box rasterising.
 
 Qwen3-VL answers grounding prompts with JSON such as ``[{"bbox_2d": [x1, y1, x2, y2], "label": "sky"}]`` whose
 coordinates are **normalised to 0-1000** of the image width (x) and height (y), independent of the pixel size the
@@ -14,14 +14,13 @@ Coordinate conventions used throughout ``vlm_instruct_gs.guidance``:
 
 from __future__ import annotations
 
-import abc
 import ast
 import json
 import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Bool
@@ -29,9 +28,6 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-Phase = Literal["detail", "subject", "artifacts"]
-"""Guidance phases: 1 ``detail`` (emerging texture), 2 ``subject`` (main subject), 3 ``artifacts`` (novel view)."""
-PHASES: Tuple[str, ...] = ("detail", "subject", "artifacts")
 NORM: float = 1000.0
 """Upper end of the normalised coordinate range used by Qwen3-VL grounding."""
 
@@ -282,7 +278,7 @@ def _pairs_fallback(body: str) -> List[Box]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------- masks
+# ------------------------------------------------------------------------------------------------ rasterising
 
 
 def boxes_to_mask(
@@ -312,49 +308,4 @@ def boxes_to_mask(
     return mask
 
 
-def invert(mask: Bool[Tensor, "*bs H W"]) -> Bool[Tensor, "*bs H W"]:
-    """Complement of a boolean mask, e.g. subject box -> background region. Same shape and device."""
-    return ~mask.bool()
-
-
-def densify_mask(phase: str, boxes: Sequence[Box], height: int, width: int) -> Bool[Tensor, "H W"]:
-    """Pixels that guidance asks to densify for ``phase``: the boxes for ``detail``/``artifacts``, their complement
-    (the background) for ``subject``. Shape ``[H, W]``, bool, CPU. Raises ValueError for an unknown phase."""
-    mask = boxes_to_mask(boxes, height, width)
-    if phase == "subject":
-        return invert(mask)
-    if phase in PHASES:
-        return mask
-    raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-
-
-def check_phase(phase: str) -> str:
-    """Return ``phase`` if it is one of :data:`PHASES`; raise ValueError otherwise."""
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-    return phase
-
-
-def image_size(image: Any) -> Tuple[int, int]:
-    """``(H, W)`` of an ``[H, W, C]`` tensor/array or a PIL image."""
-    if hasattr(image, "shape"):
-        return int(image.shape[0]), int(image.shape[1])
-    width, height = image.size
-    return int(height), int(width)
-
-
-class GuidanceSource(abc.ABC):
-    """Anything that turns images into phase-specific boxes: the VLM backends and the image-evidence guide.
-
-    Training code talks to this interface only, so the two sources are interchangeable.
-    """
-
-    @abc.abstractmethod
-    def boxes(self, phase: str, images: Sequence[Any], **evidence: Any) -> List[List[Box]]:
-        """One list of normalised 0-1000 boxes per image for ``phase``. ``evidence`` holds optional extra inputs
-        (e.g. ``reference``, ``error_map``, ``depth``); sources ignore what they do not use."""
-
-    def masks(self, phase: str, images: Sequence[Any], **evidence: Any) -> List[Bool[Tensor, "H W"]]:
-        """Densification masks (see :func:`densify_mask`), one ``[H_i, W_i]`` bool CPU tensor per image."""
-        per_image = self.boxes(phase, images, **evidence)
-        return [densify_mask(phase, b, *image_size(img)) for b, img in zip(per_image, images)]
+__all__ = ["NORM", "Box", "boxes_to_mask", "parse_boxes"]

@@ -1,0 +1,311 @@
+"""The training-loop side of VLM guidance: query at schedule steps, apply at the strategy's refinement steps.
+
+:class:`GuidanceController` (config :class:`~vlm_instruct_gs.guidance.guidance_controller.GuidanceConfig`) is owned
+by :class:`~vlm_instruct_gs.vlm_fastgs_pipeline.VLMFastGSPipeline` and called by the model's ``step_post_backward``
+(main thread, under nerfstudio's train lock) with the model's :class:`~splat_core.strategy.FastGSStrategy`:
+
+1. :meth:`~GuidanceController.guidance_for_step`, before the strategy, at its refine and final-prune steps: the
+   answered queries' regions mapped onto the *current* Gaussians
+   (:func:`~vlm_instruct_gs.guidance.gaussian_masks.regions_to_guidance`) as the strategy's ``guidance=``.
+2. :meth:`~GuidanceController.after_step`, after it, at query steps (:mod:`~vlm_instruct_gs.guidance.phases`):
+   snapshots (:mod:`~vlm_instruct_gs.guidance.snapshots`) submitted to the
+   :class:`~vlm_instruct_gs.guidance.worker.GuidanceWorker`, which asks the source off the critical path, computes
+   each view's regions once (:func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`) and writes the records.
+
+:meth:`GuidanceController.state_dict` / :meth:`~GuidanceController.load_state_dict` carry the unapplied answers, the
+queries in flight (re-issued on load) and the last verdicts across a checkpoint resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerText
+from torch import Tensor
+
+from splat_core.rendering.views import Renderer
+from splat_core.strategy import FastGSStrategy
+from vlm_instruct_gs.guidance.gaussian_masks import regions_to_guidance
+from vlm_instruct_gs.guidance.mask_rule import PhaseRegions, region_masks
+from vlm_instruct_gs.guidance.phases import PHASES, phase_enabled, phase_name, settled_query_phases, unapplied_queries
+from vlm_instruct_gs.guidance.prompts import read_prompt_file
+from vlm_instruct_gs.guidance import records
+from vlm_instruct_gs.guidance.resume_state import job_from_state, job_state, result_from_state, result_state
+from vlm_instruct_gs.guidance.snapshots import snapshot_views
+from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource
+from vlm_instruct_gs.guidance.vlm_backend import VLMBackend
+from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceWorker
+
+if TYPE_CHECKING:  # guidance_controller.py imports this module to name it as the config's _target
+    from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
+
+_STATE_VERSION = 1
+
+
+class GuidanceController:
+    """Queries the guidance source on schedule and turns its answers into per-Gaussian strategy guidance.
+
+    Args:
+        config (GuidanceConfig): schedule and mapping settings.
+        source (GuidanceSource): a loaded VLM backend or the image-evidence guide.
+        status (ViewerText | None): disabled viewer text showing the current phase (e.g. ``detail``).
+        last_answer (ViewerText | None): disabled viewer text showing the last applied answer in short
+            (:func:`~vlm_instruct_gs.guidance.records.short_verdict`); the full line goes to the console.
+
+    Raises:
+        GuidanceSetupError: a VLM prompt file of an enabled phase is missing or empty.
+    """
+
+    def __init__(
+        self,
+        config: "GuidanceConfig",
+        source: GuidanceSource,
+        status: Optional[ViewerText] = None,
+        last_answer: Optional[ViewerText] = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.status = status
+        self.last_answer = last_answer
+        self.worker = GuidanceWorker(self._answer, config.asynchronous, config.max_pending, config.cuda_side_stream)
+        self.output_dir: Optional[Path] = None
+        self.last_verdict = "no answer yet"
+        """Console line of the latest applied answer (:func:`~vlm_instruct_gs.guidance.records.verdict`)."""
+        self.applied: List[Dict[str, Any]] = []
+        """One record per application (as in applied.jsonl), kept for diagnostics and tests."""
+        self.snapshot_seconds = 0.0
+        """Main-thread time spent rendering and copying query views, in seconds."""
+        self.apply_seconds = 0.0
+        """Main-thread time spent collecting and mapping results, in seconds (includes waits)."""
+        if isinstance(source, VLMBackend):
+            for phase in PHASES:
+                if phase_enabled(config.schedule, phase):
+                    try:
+                        self._prompt(phase)
+                    except (OSError, ValueError) as err:
+                        raise GuidanceSetupError(f"guidance prompt for phase {phase!r}: {err}") from err
+
+    # ------------------------------------------------------------------ set-up
+    def set_output_dir(self, path: Optional[Path]) -> None:
+        """Folder for the per-query records (None writes nothing)."""
+        self.output_dir = Path(path) if path is not None else None
+
+    def check_schedule(self, strategy: FastGSStrategy, max_steps: int, start_step: int = 0) -> Dict[str, List[int]]:
+        """Warn about query steps whose results no later refinement/final-prune step of ``strategy`` can apply, and
+        show the phase of ``start_step`` (a resumed run starts there) in the viewer.
+
+        Returns:
+            ``{phase: [lost query steps]}`` (see :func:`~vlm_instruct_gs.guidance.phases.unapplied_queries`).
+        """
+        lost = unapplied_queries(self.config.schedule, lambda t: self._is_apply_step(strategy, t), max_steps)
+        for phase, steps in lost.items():
+            CONSOLE.log(
+                f"[yellow]guidance: {len(steps)} {phase} queries (steps {steps[0]}-{steps[-1]}) come after the "
+                "strategy's last refinement/prune step; their answers will not be applied"
+            )
+        self._set_status(start_step)
+        return lost
+
+    def close(self, step: int = 0) -> None:
+        """Stop the worker thread (a nerfstudio AFTER_TRAIN callback)."""
+        self.worker.close()
+
+    # ------------------------------------------------------------------ training-loop hooks
+    @staticmethod
+    def _is_apply_step(strategy: FastGSStrategy, step: int) -> bool:
+        return strategy.is_refine_step(step) or strategy.is_final_prune_step(step)
+
+    def guidance_for_step(
+        self, step: int, strategy: FastGSStrategy, render: Renderer, num_gaussians: int, device: torch.device
+    ) -> Optional[Dict[str, Tensor]]:
+        """Per-Gaussian guidance for the strategy at ``step``, or None (not a refinement step, nothing answered).
+
+        Args:
+            step: training step, before the strategy's ``step_post_backward``.
+            strategy: the model's FastGS strategy (its refine and final-prune steps, its prune threshold).
+            render: renders one camera with the current Gaussians (:class:`~splat_core.rendering.views.RenderedView`).
+            num_gaussians: current N.
+            device: device of the Gaussians.
+
+        Returns:
+            ``{"densify": [N] float in [-1, 1], "prune": [N] float in [0, 1]}`` (keys present when some answer gave
+            them) on ``device``, or None.
+        """
+        if not self._is_apply_step(strategy, step):
+            return None
+        start = time.perf_counter()
+        results = self.worker.collect(wait=self.config.wait_for_results or not self.config.asynchronous)
+        densify = torch.zeros(num_gaussians, device=device)
+        prune = torch.zeros(num_gaussians, device=device)
+        has = {"densify": False, "prune": False}
+        for result in results:
+            d, p = self._map(result, render)
+            if d is not None:
+                densify, has["densify"] = densify + d.to(device), True
+            if p is not None:
+                prune, has["prune"] = torch.maximum(prune, p.to(device)), True
+            self._report(step, result, d, p, strategy.guidance_prune_thresh)
+        self.apply_seconds += time.perf_counter() - start
+        self._set_status(step)
+        if not any(has.values()):
+            return None
+        out = {"densify": densify.clamp(-1.0, 1.0), "prune": prune.clamp(0.0, 1.0)}
+        return {k: v for k, v in out.items() if has[k]}
+
+    def after_step(
+        self,
+        step: int,
+        render: Renderer,
+        cameras: Cameras,
+        images: Sequence[Dict[str, Tensor]],
+        strategy: FastGSStrategy,
+    ) -> None:
+        """Snapshot and submit this step's queries (after the strategy ran).
+
+        Args:
+            step: training step.
+            render: renders one camera with the current Gaussians.
+            cameras: training cameras ``[C]`` (any device).
+            images: the datamanager's cached training images, ``images[i]["image"]`` [H, W, 3|4] uint8 or float.
+            strategy: the model's FastGS strategy; queries due within ``settle_after_reset`` steps of its latest
+                opacity reset are deferred (:func:`~vlm_instruct_gs.guidance.phases.settled_query_phases`).
+        """
+        settle = min(self.config.settle_after_reset, strategy.reset_every - 1)  # settle before the next reset
+        phases = settled_query_phases(self.config.schedule, step, strategy.last_opacity_reset(step), settle)
+        if not phases:
+            return
+        cfg = self.config
+        for phase in phases:
+            start = time.perf_counter()
+            views = snapshot_views(
+                phase, step, render, cameras, images, cfg.views_for(phase), cfg.seed, cfg.subject_image,
+                interpolate_frac=cfg.novel_interpolate_frac, translation_frac=cfg.novel_translation_frac,
+                rotation_deg=cfg.novel_rotation_deg,
+            )
+            self.snapshot_seconds += time.perf_counter() - start
+            if views:
+                self.worker.submit(GuidanceJob(phase=phase, step=step, views=views))
+        self._set_status(step)
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> Dict[str, Any]:
+        """What a resumed run needs to continue: answers received but not yet applied (boxes and region masks), the
+        queries in flight (re-issued by :meth:`load_state_dict`), the last verdicts and the timings.
+
+        Returns:
+            A dict of tensors, dicts, lists, tuples, str, int, float, bool and None only (loads with
+            ``torch.load(weights_only=True)``). The schedule needs nothing: it is a function of the step.
+        """
+        jobs, results = self.worker.peek()
+        return {
+            "version": _STATE_VERSION,
+            "results": [result_state(r) for r in results],
+            "jobs": [job_state(j) for j in jobs],
+            "last_verdict": self.last_verdict,
+            "applied": copy.deepcopy(self.applied),
+            "snapshot_seconds": self.snapshot_seconds,
+            "apply_seconds": self.apply_seconds,
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output: its answers are applied at the next apply step, its in-flight queries
+        are asked again now (on the worker; inline when synchronous).
+
+        Raises:
+            ValueError: ``state`` is of another version.
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"guidance state version {state.get('version')!r}, expected {_STATE_VERSION}")
+        self.worker.restore([result_from_state(r) for r in state["results"]])
+        for job in state["jobs"]:
+            self.worker.submit(job_from_state(job))
+        self.last_verdict = state["last_verdict"]
+        self.applied = copy.deepcopy(list(state["applied"]))
+        self.snapshot_seconds = float(state["snapshot_seconds"])
+        self.apply_seconds = float(state["apply_seconds"])
+        if self.last_answer is not None and self.applied:
+            self.last_answer.value = records.short_verdict(self.applied[-1])
+
+    # ------------------------------------------------------------------ query side
+    def _prompt(self, phase: str) -> str:
+        path = self.config.prompt_file_for(phase)
+        assert isinstance(self.source, VLMBackend)
+        return read_prompt_file(path) if path is not None else self.source.prompt(phase)
+
+    def _answer(self, job: GuidanceJob) -> GuidanceResult:
+        """Worker side: ask the source, never raise, compute the regions once, write the records."""
+        start = time.perf_counter()
+        n = len(job.views)
+        images = [v.image for v in job.views]
+        prompt, answers, error = None, (None,) * n, None
+        try:
+            if isinstance(self.source, VLMBackend):
+                prompt = self._prompt(job.phase)
+                boxes = self.source.boxes(job.phase, images, prompt=prompt)
+                answers = tuple(self.source.last_answers) if len(self.source.last_answers) == n else answers
+            else:
+                keys = sorted({k for v in job.views for k in v.evidence})
+                evidence = {k: [v.evidence.get(k) for v in job.views] for k in keys}
+                boxes = self.source.boxes(job.phase, images, **evidence)
+        except Exception as err:  # a failing source must never stop training
+            error = f"{type(err).__name__}: {err}"
+            CONSOLE.log(f"[yellow]guidance: {job.phase} query of step {job.step} failed ({error}); no boxes")
+            boxes = [[] for _ in range(n)]
+        boxes = tuple(tuple(b) for b in boxes)
+        regions = tuple(self._regions(job.phase, b, *v.image.shape[:2]) for v, b in zip(job.views, boxes))
+        result = GuidanceResult(
+            job=job, boxes=boxes, answers=answers, prompt=prompt, seconds=time.perf_counter() - start, error=error,
+            regions=regions,
+        )
+        if self.output_dir is not None:
+            records.write_records(result, self.output_dir, self.config.source)
+        return result
+
+    # ------------------------------------------------------------------ apply side
+    def _regions(self, phase: str, boxes, height: int, width: int) -> PhaseRegions:
+        return region_masks(phase, boxes, height, width, self.config.detail_target, self.config.floater_keywords)
+
+    def _view_regions(self, result: GuidanceResult) -> Tuple[PhaseRegions, ...]:
+        """The result's regions at the view images' size (computed here for results built without them)."""
+        if len(result.regions) == len(result.job.views):
+            return result.regions
+        return tuple(self._regions(result.job.phase, b, *v.image.shape[:2])
+                     for v, b in zip(result.job.views, result.boxes))
+
+    def _map(self, result: GuidanceResult, render: Renderer) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        """``(densify [N] or None, prune [N] or None)`` of one result for the current Gaussians."""
+        cfg = self.config
+        views = []
+        for view, boxes, regions in zip(result.job.views, result.boxes, self._view_regions(result)):
+            if not boxes:
+                continue
+            out = render(view.camera)
+            if regions.size != tuple(out.depth.shape):  # the training resolution changed since the query (splatfacto's
+                regions = self._regions(result.job.phase, boxes, *out.depth.shape)  # schedule): boxes are size-free
+            views.append((out, regions))
+        return regions_to_guidance(views, cfg.densify_outside, cfg.combine, cfg.radius_scale, cfg.floater_depth_margin)
+
+    def _report(self, step: int, result: GuidanceResult, densify, prune, prune_thresh: float) -> None:
+        """Verdict line, applied.jsonl record, TensorBoard image."""
+        record = records.applied_record(step, result, densify, prune, prune_thresh)
+        self.last_verdict = records.verdict(record)
+        CONSOLE.log(f"guidance at step {step}: {self.last_verdict}")
+        self.applied.append(record)
+        records.append_applied(self.output_dir, record)
+        if self.last_answer is not None:
+            self.last_answer.value = records.short_verdict(record)
+        if self.config.log_images:
+            records.log_overlays(result, self._view_regions(result), step)
+
+    def _set_status(self, step: int) -> None:
+        if self.status is not None:
+            self.status.value = phase_name(self.config.schedule, step)
+
+
+__all__ = ["GuidanceController"]
