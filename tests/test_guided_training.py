@@ -14,13 +14,13 @@ from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerText
 
 import splat_core.strategy.fastgs as fastgs_module
-from tests.conftest import write_transforms_scene
 from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.strategy import FastGSStrategy
+from tests.conftest import write_transforms_scene
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackend, VLMBackendConfig
-from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig

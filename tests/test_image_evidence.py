@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.filters import threshold_otsu
 
+from vlm_instruct_gs.guidance.boxes import Box
 from vlm_instruct_gs.guidance.image_evidence import (
     ImageEvidenceGuide,
     ImageEvidenceGuideConfig,
@@ -15,7 +16,6 @@ from vlm_instruct_gs.guidance.image_evidence import (
     region_boxes,
     subject_box,
 )
-from vlm_instruct_gs.guidance.boxes import Box
 from vlm_instruct_gs.guidance.mask_rule import region_masks
 
 H, W = 128, 192

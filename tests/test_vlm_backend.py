@@ -15,13 +15,13 @@ from PIL import Image
 from splat_core.images import to_pil_image
 from vlm_instruct_gs.guidance.boxes import Box
 from vlm_instruct_gs.guidance.mask_rule import region_masks
+from vlm_instruct_gs.guidance.openai_backend import OpenAIChatVLMBackend, OpenAIChatVLMBackendConfig
 from vlm_instruct_gs.guidance.vlm_backend import (
     TransformersVLMBackend,
     VLMBackend,
     VLMBackendConfig,
     VLMBackendError,
 )
-from vlm_instruct_gs.guidance.openai_backend import OpenAIChatVLMBackend, OpenAIChatVLMBackendConfig
 
 pytest.importorskip("transformers")
 SMALL = dict(max_new_tokens=8, min_pixels=32 * 32, max_pixels=64 * 64, batch_size=2)

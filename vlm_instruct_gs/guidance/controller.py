@@ -31,11 +31,11 @@ from torch import Tensor
 
 from splat_core.rendering.views import Renderer
 from splat_core.strategy import FastGSStrategy
+from vlm_instruct_gs.guidance import records
 from vlm_instruct_gs.guidance.gaussian_masks import regions_to_guidance
 from vlm_instruct_gs.guidance.mask_rule import PhaseRegions, region_masks
 from vlm_instruct_gs.guidance.phases import PHASES, phase_enabled, phase_name, settled_query_phases, unapplied_queries
 from vlm_instruct_gs.guidance.prompts import read_prompt_file
-from vlm_instruct_gs.guidance import records
 from vlm_instruct_gs.guidance.resume_state import job_from_state, job_state, result_from_state, result_state
 from vlm_instruct_gs.guidance.snapshots import snapshot_views
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource

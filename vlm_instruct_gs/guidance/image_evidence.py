@@ -31,16 +31,16 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from nerfstudio.configs.base_config import InstantiateConfig
-from torch import Tensor
-
 from skimage import measure
 from skimage.filters import threshold_otsu
+from torch import Tensor
 
 from splat_core.images import to_float_image
-from vlm_instruct_gs.guidance.evidence_maps import EPS, cell_means, laplacian_energy, resize_image, to_float_map
 from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.evidence_maps import EPS, cell_means, laplacian_energy, resize_image, to_float_map
 from vlm_instruct_gs.guidance.phases import check_phase
 from vlm_instruct_gs.guidance.sources import GuidanceSource
+
 
 @dataclass
 class ImageEvidenceGuideConfig(InstantiateConfig):
