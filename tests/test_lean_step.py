@@ -292,3 +292,26 @@ def test_fast_ssim_and_accumulation_do_not_synchronise():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert y.grad is not None and float(state["count"].sum()) > 0
+
+
+# ---------------------------------------------------------------------------------------------- profile script
+@pytest.mark.slow
+def test_profile_step_script_runs_on_cpu(transforms_scene, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    common = ["--data", str(transforms_scene), "--downscale", "1", "--start", "2", "--steps", "3",
+              "--profile-steps", "2", "--out", str(tmp_path / "prof")]
+    for extra in ([], ["--baseline", "step", "ssim", "adam"]):
+        result = subprocess.run([sys.executable, str(script), *common, *extra], capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    lean = json.loads((tmp_path / "prof" / "vlm-fastgs.json").read_text())
+    base = json.loads((tmp_path / "prof" / "vlm-fastgs-baseline.json").read_text())
+    assert lean["meta"]["ms_per_step"] > 0 and lean["meta"]["num_gaussians"] > 0 and lean["by_cpu"]
+    assert base["meta"]["baseline"] == ["step", "ssim", "adam"]
+    assert lean["meta"]["ms_per_step"] == pytest.approx(lean["meta"]["iteration_host_ms"]
+                                                        + lean["meta"]["loop_host_ms"])
