@@ -81,13 +81,14 @@ def _pipeline(scene, **model_kwargs):
 
     from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 
+    device = "cuda" if model_kwargs.pop("_cuda", False) else "cpu"
     config = VanillaPipelineConfig(
         datamanager=FullImageDatamanagerConfig(
             dataparser=SceneDataParserConfig(data=scene, num_random_points=60), cache_images_type="uint8"
         ),
         model=VLMFastGSModelConfig(**model_kwargs),
     )
-    return config.setup(device="cuda" if model_kwargs.pop("_cuda", False) else "cpu", test_mode="val")
+    return config.setup(device=device, test_mode="val")
 
 
 def test_cached_training_projection_renders_as_rasterize(transforms_scene):
