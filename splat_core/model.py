@@ -12,6 +12,10 @@ methods need:
 - Initial Gaussians come from the dataparser's points (random points where the cameras look, or SfM), built on the
   model's device; splatfacto's SfM branch hard-codes ``.cuda()``.
 - LPIPS degrades to "unavailable" offline (:mod:`splat_core.compat`).
+- The training step is lean (issue 11): SSIM is :class:`splat_core.ssim.FastSSIM` (pytorch_msssim's values in 2
+  convolutions instead of 10), a training camera's projection matrices are built once per camera and resolution, the
+  losses need no host synchronisation, and the per-step PSNR is computed only when the trainer logs it
+  (:attr:`SplatModel.train_metrics_due`, set by :class:`splat_core.trainer.SplatTrainer`).
 - Densification goes through ``self.strategy`` (a gsplat ``Strategy``; FastGS by default,
   :mod:`splat_core.strategy.fastgs`), fed by the ``info`` dict of every render. Subclasses add keyword arguments to
   the strategy's ``step_post_backward`` through :meth:`SplatModel.strategy_step_kwargs`.
@@ -26,7 +30,7 @@ import torch
 from jaxtyping import Float, UInt8
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
-from nerfstudio.model_components.lib_bilagrid import color_correct
+from nerfstudio.model_components.lib_bilagrid import color_correct, total_variation_loss
 from nerfstudio.models.splatfacto import (
     RGB2SH,
     SplatfactoModel,
@@ -41,6 +45,7 @@ from splat_core.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offli
 from splat_core.metrics import pixel_coverage
 from splat_core.rendering import rasterize
 from splat_core.rendering.views import RenderedView
+from splat_core.ssim import FastSSIM
 from splat_core.strategy import FastGSStrategy, compute_view_scores
 
 # ns-train/ns-eval/ns-viewer/ns-render import this module (method registry or config.yml) before their torch.load
@@ -136,6 +141,11 @@ class SplatModel(SplatfactoModel):
             self.strategy = replace(self.config.fastgs)
             self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self._train_views: Optional[TrainViews] = None
+        self.ssim = FastSSIM(data_range=1.0, size_average=True, channel=3)  # splatfacto's SSIM, same values, faster
+        # whether get_metrics_dict computes training metrics (PSNR) this step; SplatTrainer clears it between its
+        # logging steps, since nothing reads them there and they cost kernels every step
+        self.train_metrics_due: bool = True
+        self._train_projections: Dict[Tuple, Tuple[int, Tensor, Tensor, int, int]] = {}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         """Splatfacto's callbacks; also keeps the training views for FastGS's multi-view scores."""
@@ -186,24 +196,35 @@ class SplatModel(SplatfactoModel):
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
         """Render one camera.
 
+        When training, a camera of the datamanager (``metadata["cam_idx"]`` set) renders with the projection cached by
+        :meth:`_train_projection`, so the step reads no camera tensor back from the GPU; any other camera renders
+        through :meth:`_rasterize`, as at eval.
+
         Returns:
             ``rgb`` [H,W,3] in [0,1], ``depth`` [H,W,1] (expected depth, eval or when requested), ``accumulation``
             [H,W,1], ``background`` ([3] when training, [H,W,3] otherwise), as splatfacto.
+
+        Raises:
+            TypeError: ``camera`` is not a nerfstudio ``Cameras``.
         """
         if not isinstance(camera, Cameras):
             raise TypeError(f"get_outputs expects a Cameras object, got {type(camera).__name__}")
         if self.training:
             assert camera.shape[0] == 1, "Only one camera at a time"
-            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
-        else:
-            camera_to_world = camera.camera_to_worlds
 
         params = self._cropped_params()
         if params is None:
             return self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
 
         render_mode = "RGB+ED" if (self.config.output_depth_during_training or not self.training) else "RGB"
-        render, alpha, self.info = self._rasterize(params, camera, camera_to_world, render_mode)
+        projection = self._train_projection(camera) if self.training else None
+        if projection is not None:
+            render, alpha, self.info = self._rasterize_projected(params, *projection, render_mode=render_mode)
+        else:
+            camera_to_world = (
+                self.camera_optimizer.apply_to_camera(camera) if self.training else camera.camera_to_worlds
+            )
+            render, alpha, self.info = self._rasterize(params, camera, camera_to_world, render_mode)
         H, W = self.last_size = render.shape[1:3]
         if self.training:
             self.strategy.step_pre_backward(
@@ -221,6 +242,67 @@ class SplatModel(SplatfactoModel):
         if not self.training:
             background = background.expand(H, W, 3)
         return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background}
+
+    def _train_projection(self, camera: Cameras) -> Optional[Tuple[Tensor, Tensor, int, int]]:
+        """World-to-camera ``[1, 4, 4]`` and intrinsics ``[1, 3, 3]`` (on the model's device) and the width and height
+        in pixels of a datamanager training camera at the current training resolution; None for a camera without
+        ``metadata["cam_idx"]``.
+
+        Built as :meth:`_rasterize` builds them, once per camera and resolution: building reads the camera's size
+        (``.item()``) and copies K to the device, and each of those waits for the GPU when the camera lives there (as
+        nerfstudio's datamanager puts it with ``cache_images="gpu"``). An entry is reused only for the same
+        ``camera_to_worlds`` storage (the datamanager's cameras, sliced per step). The camera optimiser's pose
+        correction, when on, is applied every step.
+        """
+        idx = (camera.metadata or {}).get("cam_idx")
+        if idx is None:
+            return None
+        scale = self._get_downscale_factor()
+        key = (int(idx), scale, str(self.device))
+        ptr = camera.camera_to_worlds.data_ptr()
+        entry = self._train_projections.get(key)
+        if entry is None or entry[0] != ptr:
+            camera.rescale_output_resolution(1 / scale)
+            K = camera.get_intrinsics_matrices().to(self.device)
+            W, H = int(camera.width.item()), int(camera.height.item())
+            camera.rescale_output_resolution(scale)
+            entry = (ptr, get_viewmat(camera.camera_to_worlds).to(self.device), K, W, H)
+            self._train_projections[key] = entry
+        _, viewmat, K, W, H = entry
+        if self.camera_optimizer.config.mode != "off":
+            viewmat = get_viewmat(self.camera_optimizer.apply_to_camera(camera)).to(self.device)
+        return viewmat, K, W, H
+
+    def _rasterize_projected(
+        self, params: Dict[str, Tensor], viewmats: Tensor, Ks: Tensor, width: int, height: int, render_mode: str
+    ) -> Tuple[Tensor, Tensor, Dict]:
+        """:meth:`_rasterize` from ready matrices: ``viewmats`` [C,4,4], ``Ks`` [C,3,3] on the model's device,
+        ``width`` x ``height`` pixels. Same arguments to :func:`splat_core.rendering.rasterize` (keep the two in step).
+
+        Returns gsplat's ``(render [C,H,W,X], alpha [C,H,W,1], info)``.
+        """
+        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
+        if self.config.sh_degree > 0:
+            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        else:
+            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
+        return rasterize(
+            means=params["means"],
+            quats=params["quats"],
+            scales=torch.exp(params["scales"]),
+            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
+            colors=colors,
+            viewmats=viewmats,
+            Ks=Ks,
+            width=width,
+            height=height,
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode=render_mode,
+            sh_degree=sh_degree,
+            absgrad=self.strategy.absgrad,
+            rasterize_mode=self.config.rasterize_mode,
+        )
 
     def _rasterize(
         self, params: Dict[str, Tensor], camera: Cameras, camera_to_world: Tensor, render_mode: str = "RGB"
@@ -316,6 +398,58 @@ class SplatModel(SplatfactoModel):
         if not bool(inside.any()):
             return None
         return {k: self.gauss_params[k][inside] for k in names}
+
+    # ------------------------------------------------------------------ losses
+    def get_metrics_dict(self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Splatfacto's metrics (``psnr``, ``gaussian_count``, camera-optimiser metrics), or ``{}`` when training and
+        :attr:`train_metrics_due` is False (the trainer writes training metrics only on its logging steps)."""
+        if self.training and not self.train_metrics_due:
+            return {}
+        return super().get_metrics_dict(outputs, batch)
+
+    def get_loss_dict(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor], metrics_dict: Optional[Dict] = None
+    ) -> Dict[str, Tensor]:
+        """Splatfacto's losses without a host synchronisation.
+
+        ``main_loss = (1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)`` over the image composited on the step's
+        background (masked to black where ``batch["mask"]`` is 0, as splatfacto), plus splatfacto's ``scale_reg``
+        (every 10th step, when ``use_scale_regularization``), the camera optimiser's regulariser and the bilateral
+        grid's TV loss when those are on. Splatfacto builds its zero ``scale_reg`` with ``torch.tensor(0.0).to(device)``,
+        a blocking copy that waits for the GPU every step; here it is left out when scale regularisation is off and
+        made on the device otherwise.
+
+        Args:
+            outputs: :meth:`get_outputs` (``rgb`` [H,W,3], ``background`` [3]).
+            batch: the datamanager's ``image`` [H,W,3|4] (uint8 or float), optionally ``mask`` [H,W,1].
+            metrics_dict: unused (nerfstudio's signature).
+
+        Returns:
+            Scalar losses, summed by the trainer.
+        """
+        gt_img = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
+        pred_img = outputs["rgb"]
+        if "mask" in batch:
+            mask = self._downscale_if_required(batch["mask"]).to(self.device)
+            assert mask.shape[:2] == gt_img.shape[:2] == pred_img.shape[:2]
+            gt_img, pred_img = gt_img * mask, pred_img * mask
+        l1 = torch.abs(gt_img - pred_img).mean()
+        sim_loss = 1 - self.ssim(gt_img.permute(2, 0, 1)[None], pred_img.permute(2, 0, 1)[None])
+        lam = self.config.ssim_lambda
+        loss_dict = {"main_loss": (1 - lam) * l1 + lam * sim_loss}
+        if self.config.use_scale_regularization:
+            if self.step % 10 == 0:
+                scale_exp = torch.exp(self.scales)
+                ratio = scale_exp.amax(dim=-1) / scale_exp.amin(dim=-1)
+                loss_dict["scale_reg"] = 0.1 * (ratio.clamp_min(self.config.max_gauss_ratio)
+                                                - self.config.max_gauss_ratio).mean()
+            else:
+                loss_dict["scale_reg"] = torch.zeros((), device=self.device)
+        if self.training:
+            self.camera_optimizer.get_loss_dict(loss_dict)
+            if self.config.use_bilateral_grid:
+                loss_dict["tv_loss"] = 10 * total_variation_loss(self.bil_grids.grids)
+        return loss_dict
 
     # ------------------------------------------------------------------ evaluation
     def get_image_metrics_and_images(

@@ -1,39 +1,96 @@
-"""Optimiser and scheduler settings of the Gaussian parameters, shared by both methods' ``TrainerConfig``s."""
+"""Optimiser and scheduler settings of the Gaussian parameters, shared by both methods' ``TrainerConfig``s.
+
+Every key gets torch's fused Adam (``torch.optim.Adam(fused=True)``: one kernel updates a parameter and both
+moments, where the default foreach/for-loop Adam launches about ten). One optimiser per key, as nerfstudio's
+``Optimizers`` builds them, rather than one Adam with six param groups: torch's ``Adam.step`` runs
+``_fused_adam`` once per param group (``torch/optim/adam.py``), so both launch the same kernels (a step-counter add
+and a fused update per key), while one optimiser per key keeps everything else as splatfacto has it: gsplat's
+strategy ops (``duplicate``, ``split``, ``remove``, ``reset_opa``) take ``Dict[str, Optimizer]`` with one param
+group each, schedulers attach per key, and checkpoints keep nerfstudio's ``{key: optimizer.state_dict()}``
+layout. torch's ``Optimizer.load_state_dict`` takes every group setting from the checkpoint, ``fused`` included, so a
+checkpoint of an unfused run would resume unfused; :class:`KeepFusedAdam` keeps the configured choice instead (and
+moves ``step`` where that choice wants it), so old and new checkpoints resume into fused optimisers and back.
+"""
 
 from __future__ import annotations
 
-from typing import Dict
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Type
 
+import torch
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 
 
+class KeepFusedAdam(torch.optim.Adam):
+    """torch's Adam whose ``fused`` setting survives :meth:`load_state_dict` (torch's takes it from the saved groups)."""
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, then each group's own ``fused`` flag back, with ``step`` on the parameter's
+        device as float32 for fused Adam, or a CPU scalar tensor for the default one (what ``Adam._init_group``
+        creates; a CUDA ``step`` there would cost a ``.item()`` sync per step)."""
+        fused = [group["fused"] for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, is_fused in zip(self.param_groups, fused):
+            group["fused"] = is_fused
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                if torch.is_tensor(state.get("step")):
+                    device = p.device if is_fused else torch.device("cpu")
+                    state["step"] = state["step"].to(device=device, dtype=torch.float32)
+
+
+@dataclass
+class FusedAdamOptimizerConfig(AdamOptimizerConfig):
+    """nerfstudio's ``AdamOptimizerConfig`` with torch's fused Adam where torch has it for the parameters' device."""
+
+    _target: Type = KeepFusedAdam
+    fused: Optional[bool] = None
+    """True: fused Adam (torch raises if the device has no fused kernel); False: torch's default Adam (foreach on
+    CUDA, for-loop on CPU); None: fused when torch supports it for the parameters' device (CUDA; CPU from torch 2.4),
+    else the default. Same update rule either way, to float32 rounding."""
+
+    def setup(self, params) -> torch.optim.Optimizer:
+        """The Adam for ``params`` (an iterable of tensors or param-group dicts), fused per :attr:`fused`."""
+        kwargs = vars(self).copy()
+        for key in ("_target", "max_norm", "fused"):
+            kwargs.pop(key)
+        params = list(params)
+        if self.fused is not None:
+            return self._target(params, fused=self.fused, **kwargs)
+        try:
+            return self._target(params, fused=True, **kwargs)
+        except RuntimeError:  # no fused kernel for this device or dtype (e.g. old torch on CPU)
+            return self._target(params, **kwargs)
+
+
 def gaussian_optimizers(max_steps: int) -> Dict[str, dict]:
     """Splatfacto's optimiser settings (nerfstudio's ``method_configs["splatfacto"]``) with the means' and camera
-    optimiser's decay stretched over ``max_steps``.
+    optimiser's decay stretched over ``max_steps``, each Adam fused (:class:`FusedAdamOptimizerConfig`).
 
     Returns:
         nerfstudio's ``TrainerConfig.optimizers`` dict: one entry per key of ``SplatfactoModel.get_param_groups``
         (means, features_dc, features_rest, opacities, scales, quats, camera_opt, bilateral_grid).
     """
+    adam = FusedAdamOptimizerConfig
     return {
         "means": {
-            "optimizer": AdamOptimizerConfig(lr=1.6e-4, eps=1e-15),
+            "optimizer": adam(lr=1.6e-4, eps=1e-15),
             "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=max_steps),
         },
-        "features_dc": {"optimizer": AdamOptimizerConfig(lr=0.0025, eps=1e-15), "scheduler": None},
-        "features_rest": {"optimizer": AdamOptimizerConfig(lr=0.0025 / 20, eps=1e-15), "scheduler": None},
-        "opacities": {"optimizer": AdamOptimizerConfig(lr=0.05, eps=1e-15), "scheduler": None},
-        "scales": {"optimizer": AdamOptimizerConfig(lr=0.005, eps=1e-15), "scheduler": None},
-        "quats": {"optimizer": AdamOptimizerConfig(lr=0.001, eps=1e-15), "scheduler": None},
+        "features_dc": {"optimizer": adam(lr=0.0025, eps=1e-15), "scheduler": None},
+        "features_rest": {"optimizer": adam(lr=0.0025 / 20, eps=1e-15), "scheduler": None},
+        "opacities": {"optimizer": adam(lr=0.05, eps=1e-15), "scheduler": None},
+        "scales": {"optimizer": adam(lr=0.005, eps=1e-15), "scheduler": None},
+        "quats": {"optimizer": adam(lr=0.001, eps=1e-15), "scheduler": None},
         "camera_opt": {
-            "optimizer": AdamOptimizerConfig(lr=1e-4, eps=1e-15),
+            "optimizer": adam(lr=1e-4, eps=1e-15),
             "scheduler": ExponentialDecaySchedulerConfig(
                 lr_final=5e-7, max_steps=max_steps, warmup_steps=1000, lr_pre_warmup=0
             ),
         },
         "bilateral_grid": {
-            "optimizer": AdamOptimizerConfig(lr=2e-3, eps=1e-15),
+            "optimizer": adam(lr=2e-3, eps=1e-15),
             "scheduler": ExponentialDecaySchedulerConfig(
                 lr_final=1e-4, max_steps=max_steps, warmup_steps=1000, lr_pre_warmup=0
             ),

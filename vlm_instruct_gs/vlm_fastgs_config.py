@@ -27,6 +27,9 @@ vlm_fastgs = MethodSpecification(
         pipeline=VLMFastGSPipelineConfig(
             datamanager=FullImageDatamanagerConfig(
                 dataparser=SceneDataParserConfig(),
+                # training images stay on the GPU: a CPU cache costs a blocking copy (a host sync) every step;
+                # uint8 keeps them at a quarter of float32's memory for one conversion kernel per step
+                cache_images="gpu",
                 cache_images_type="uint8",
             ),
             model=VLMFastGSModelConfig(),

@@ -314,22 +314,30 @@ class FastGSStrategy(Strategy):
         return value
 
     def _update_state(self, params: ParamsT, state: Dict[str, Any], info: Dict[str, Any], packed: bool = False):
+        """Add this step's image-plane gradient norms (NDC units) and visibility to the accumulators.
+
+        Runs every training step, so it launches only device work that needs no host synchronisation: visibility is
+        a dense [C, N] mask summed over cameras (not ``torch.where``/boolean indexing, which call ``nonzero`` and
+        wait for the GPU), and the NDC scale is applied with Python floats (a ``new_tensor`` of them would be a
+        blocking host-to-device copy). Culled GSs add exactly 0, so the sums equal gsplat's ``index_add_`` over the
+        visible ids (DefaultStrategy's ``_update_state``).
+        """
         for key in ["width", "height", "n_cameras", "radii", "means2d"] + (["gaussian_ids"] if packed else []):
             assert key in info, f"{key} is required but missing."
         means2d = info["means2d"]
         assert means2d.grad is not None, "means2d has no gradient: call step_pre_backward() before backward()."
         assert packed or means2d.dim() >= 3, "means2d is [nnz, 2]: pass packed=True to match the rasterization."
         # normalize grads to [-1, 1] screen space (NDC), as 3DGS/FastGS thresholds expect
-        to_ndc = means2d.grad.new_tensor([info["width"] / 2.0, info["height"] / 2.0]) * info["n_cameras"]
-        grads = means2d.grad * to_ndc  # [C, N, 2] or [nnz, 2]
-        absgrads = None
+        sx, sy = info["width"] / 2.0 * info["n_cameras"], info["height"] / 2.0 * info["n_cameras"]
+        norms = _scaled_norm(means2d.grad, sx, sy)  # [C, N] or [nnz]
+        abs_norms = None
         if self.absgrad:
             absgrad = getattr(means2d, "absgrad", None)
             assert absgrad is not None, "absgrad=True needs rasterization(..., absgrad=True)."
-            absgrads = absgrad * to_ndc
+            abs_norms = _scaled_norm(absgrad, sx, sy)
 
         n_gaussian = len(params["means"])
-        device = grads.device
+        device = norms.device
         if state["grad2d"] is None:
             state["grad2d"] = torch.zeros(n_gaussian, device=device)
         if state["count"] is None:
@@ -337,20 +345,23 @@ class FastGSStrategy(Strategy):
         if self.absgrad and state["grad2d_abs"] is None:
             state["grad2d_abs"] = torch.zeros(n_gaussian, device=device)
 
-        if packed:
+        if packed:  # ids are already on the device: index_add_ needs no sync
             gs_ids = info["gaussian_ids"]  # [nnz]
-        else:
-            radii = info["radii"]  # [C, N] (gsplat 1.4) or [C, N, 2] (gsplat 1.5)
-            sel = radii > 0
-            if sel.dim() == grads.dim():
-                sel = sel.all(dim=-1)  # [C, N]
-            gs_ids = torch.where(sel)[-1]  # [nnz]
-            grads = grads[sel]  # [nnz, 2]
-            absgrads = absgrads[sel] if absgrads is not None else None
-        state["grad2d"].index_add_(0, gs_ids, grads.norm(dim=-1))
-        state["count"].index_add_(0, gs_ids, torch.ones_like(gs_ids, dtype=torch.float32))
-        if absgrads is not None:
-            state["grad2d_abs"].index_add_(0, gs_ids, absgrads.norm(dim=-1))
+            state["grad2d"].index_add_(0, gs_ids, norms)
+            state["count"].index_add_(0, gs_ids, torch.ones_like(norms))
+            if abs_norms is not None:
+                state["grad2d_abs"].index_add_(0, gs_ids, abs_norms)
+            return
+        radii = info["radii"]  # [C, N] (gsplat 1.4) or [C, N, 2] (gsplat 1.5)
+        visible = radii > 0
+        if visible.dim() == norms.dim() + 1:
+            visible = visible.all(dim=-1)  # [C, N]
+        zero = norms.new_zeros(())
+        # torch.where, not a product: a culled GS's gradient is 0, but never let a NaN there poison the sum
+        state["grad2d"] += torch.where(visible, norms, zero).sum(dim=0)
+        state["count"] += visible.sum(dim=0, dtype=state["count"].dtype)
+        if abs_norms is not None:
+            state["grad2d_abs"] += torch.where(visible, abs_norms, zero).sum(dim=0)
 
     @torch.no_grad()
     def _grow_gs(
@@ -444,6 +455,11 @@ class FastGSStrategy(Strategy):
         if n_prune > 0:
             remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
         return n_prune
+
+
+def _scaled_norm(grad: Tensor, sx: float, sy: float) -> Tensor:  # [..., 2] -> [...]
+    """Norm of ``grad`` with its x and y components scaled by ``sx`` and ``sy`` (values as ``(grad * [sx, sy]).norm``)."""
+    return torch.stack((grad[..., 0] * sx, grad[..., 1] * sy), dim=-1).norm(dim=-1)
 
 
 def _sample_without_replacement(weights: Tensor, k: int) -> Tensor:  # [N] >= 0 -> [N] bool
