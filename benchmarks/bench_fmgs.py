@@ -68,7 +68,7 @@ def time_renders(fn: Callable[[], object], count: int, warmup: int, device: torc
 def resolve_teachers(args: argparse.Namespace, device: str) -> Tuple[object, object, Dict[str, str]]:
     """Teacher configs: the real ones when they load, else tiny random ones (512 / 384 channels)."""
     from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
-    from fmgs_field.teachers.tiny import write_tiny_teachers
+    from fmgs_field.testing.tiny import write_tiny_teachers
 
     reason = "--tiny-teachers given"
     if not args.tiny_teachers:

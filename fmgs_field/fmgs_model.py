@@ -42,8 +42,8 @@ from fmgs_field.losses import CLIP_LOSS_WEIGHT, PIXEL_ALIGNMENT_WEIGHT, feature_
 from fmgs_field.projection import feature_basis, projected_relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.clip_teacher import CLIPTeacher
-from splat_core.rendering import rasterize
 from splat_core.model import SplatModel, SplatModelConfig
+from splat_core.rendering import rasterize
 
 
 @dataclass

@@ -16,7 +16,6 @@ import json
 import math
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -31,12 +30,12 @@ from fmgs_field.fmgs_model import FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from fmgs_field.losses import clip_huber_loss, dino_mse_loss, total_feature_loss
 from fmgs_field.relevancy import relevancy
-from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacher, DINOTeacherConfig
+from fmgs_field.teachers import DINOTeacher, DINOTeacherConfig
 from fmgs_field.teachers.base import as_float_image
-from fmgs_field.teachers.tiny import write_tiny_teachers
-from tests.conftest import look_at
+from fmgs_field.testing.tiny import write_tiny_clip, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.rendering import rasterize
+from splat_core.testing import look_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -62,18 +61,8 @@ def _sample(n_per_box, generator):
 
 
 def _teacher_targets(tmp_path):
-    name = "fmgs-distil-tiny-clip"
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path)
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(name).state_dict(), tmp_path / "clip.pt")
-    clip = CLIPTeacherConfig(
-        model_name=name, pretrained=str(tmp_path / "clip.pt"), num_scales=2, min_tile=0.25, out_stride=8
+    clip = write_tiny_clip(
+        tmp_path, name="fmgs-distil-tiny-clip", weights_name="clip.pt", num_scales=2, min_tile=0.25, out_stride=8
     ).setup()
     vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=24, depth=2, num_heads=2, num_classes=0)
     dino = DINOTeacher(DINOTeacherConfig(layer=-1, load_size=32), network=vit)

@@ -1,8 +1,5 @@
 """The fmgs pipeline on CPU: teacher maps in batches, feature rendering, losses, relevancy outputs, registration."""
 
-import json
-
-import open_clip
 import pytest
 import torch
 from nerfstudio.engine.optimizers import Optimizers
@@ -12,8 +9,8 @@ from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.fmgs_model import FMGSModel, FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
-from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
-from tests.conftest import tiny_fmgs_field
+from fmgs_field.teachers import DINOTeacherConfig
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_clip
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 
 TINY_CLIP = "fmgs-model-test-tiny-clip"
@@ -21,22 +18,13 @@ TINY_CLIP = "fmgs-model-test-tiny-clip"
 
 @pytest.fixture()
 def tiny_teachers(tmp_path):
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (tmp_path / f"{TINY_CLIP}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path)
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(TINY_CLIP).state_dict(), tmp_path / "clip.pt")
+    clip = write_tiny_clip(tmp_path, name=TINY_CLIP, weights_name="clip.pt", num_scales=2, min_tile=0.25)
     from transformers import ViTConfig, ViTModel
 
     vit = ViTConfig(
         hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, patch_size=8, image_size=32
     )
     ViTModel(vit, add_pooling_layer=False).save_pretrained(tmp_path / "dino")
-    clip = CLIPTeacherConfig(model_name=TINY_CLIP, pretrained=str(tmp_path / "clip.pt"), num_scales=2, min_tile=0.25)
     dino = DINOTeacherConfig(backend="transformers", pretrained=str(tmp_path / "dino"), layer=-1, load_size=24)
     return clip, dino
 

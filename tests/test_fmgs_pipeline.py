@@ -14,8 +14,7 @@ from fmgs_field.fmgs_model import FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers.base import resize_feature_map
-from fmgs_field.teachers.tiny import write_tiny_teachers
-from tests.conftest import tiny_fmgs_field
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.data.synthetic_scene import write_synthetic_scene
 

@@ -17,9 +17,9 @@ from fmgs_field.field import FMGSField, FMGSFieldHeadNames
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.query_cli import main as fmgs_query
 from fmgs_field.query_cli import query_slug, split_phrases
-from fmgs_field.teachers.tiny import write_tiny_teachers
-from tests.conftest import tiny_fmgs_field, write_transforms_scene
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.testing import write_transforms_scene
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 
 TINY_FIELD = tiny_fmgs_field()

@@ -14,7 +14,7 @@ from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerText
 
 import splat_core.strategy.fastgs as fastgs_module
-from tests.conftest import write_transforms_scene
+from splat_core.testing import write_transforms_scene
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig, GuidanceSetupError
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
