@@ -24,15 +24,15 @@ from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
-from fmgs_field.field import FMGSFieldConfig, FMGSFieldHeadNames
+from fmgs_field.field import FMGSFieldHeadNames
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.fmgs_model import FMGSModelConfig
-from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
+from fmgs_field.fmgs_pipeline import FMGSPipelineConfig, train_feature_steps
 from fmgs_field.losses import clip_huber_loss, dino_mse_loss, total_feature_loss
 from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers import DINOTeacher, DINOTeacherConfig
 from fmgs_field.teachers.base import as_float_image
-from fmgs_field.testing.tiny import write_tiny_clip, write_tiny_teachers
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_clip, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.rendering import rasterize
 from splat_core.testing import look_at
@@ -79,17 +79,9 @@ def test_field_distils_teacher_features_to_held_out_points(tmp_path):
     clip_t, dino_t = _teacher_targets(tmp_path)
     assert clip_t.shape == (4, 16) and dino_t.shape == (4, 24)
     torch.manual_seed(0)
-    field = FMGSFieldConfig(
-        grid_levels=(4, 4),
-        grid_resolutions=((4, 16), (16, 32)),
-        log2_hashmap_sizes=(12, 12),
-        features_per_level=4,
-        hidden_width=64,
-        clip_hidden_layers=2,
-        clip_dim=16,
-        dino_dim=24,
-        hash_init_scale=0.1,
-        implementation="torch",
+    field = tiny_fmgs_field(
+        grid_levels=(4, 4), grid_resolutions=((4, 16), (16, 32)), log2_hashmap_sizes=(12, 12), hidden_width=64,
+        clip_hidden_layers=2, hash_init_scale=0.1,
     ).setup()
     gen = torch.Generator().manual_seed(0)
     train_x, train_id = _sample(200, gen)
@@ -187,17 +179,9 @@ def test_pipeline_distils_to_held_out_eval_views(tmp_path):
     """
     scene = _write_scene(tmp_path / "scene")
     clip, dino = write_tiny_teachers(tmp_path / "teachers")
-    field = FMGSFieldConfig(
-        grid_levels=(4, 4),
-        grid_resolutions=((4, 16), (16, 64)),
-        log2_hashmap_sizes=(12, 12),
-        features_per_level=4,
-        hidden_width=32,
-        clip_hidden_layers=1,
-        clip_dim=16,
-        dino_dim=24,
+    field = tiny_fmgs_field(
+        grid_levels=(4, 4), grid_resolutions=((4, 16), (16, 64)), log2_hashmap_sizes=(12, 12), clip_hidden_layers=1,
         hash_init_scale=0.1,
-        implementation="torch",
     )
     parser = SceneDataParserConfig(
         data=scene, num_random_points=50, eval_mode="interval", eval_interval=5,
@@ -238,14 +222,7 @@ def test_pipeline_distils_to_held_out_eval_views(tmp_path):
     groups = dict(fmgs.config.optimizers)  # as the trainer builds them, but Adam for the field (see the docstring)
     groups["fmgs_field"] = {"optimizer": AdamOptimizerConfig(lr=LR), "scheduler": None}
     optimizers = Optimizers(groups, model.get_param_groups())
-    pipeline.train()
-    for step in range(STEPS):
-        model.step_cb(optimizers, step)
-        _, losses, _ = pipeline.get_train_loss_dict(step)
-        optimizers.zero_grad_all()
-        sum(losses.values()).backward()
-        optimizers.optimizer_step_all()
-        optimizers.scheduler_step_all(step)
+    train_feature_steps(pipeline, optimizers, STEPS)
     after = pipeline.get_average_eval_image_metrics()
     assert after["psnr"] == before["psnr"]  # feature training leaves the Gaussians alone
     assert before["feature_fidelity_clip"] < 0.5 and 0.3 < constant < 0.85, (before, constant)
