@@ -31,7 +31,6 @@ from typing import Dict, Iterator, List, Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.models.splatfacto import get_viewmat
 from nerfstudio.utils.colormaps import ColormapOptions, apply_colormap
 from torch import Tensor
 from torch.nn import Parameter
@@ -43,7 +42,6 @@ from fmgs_field.projection import feature_basis, projected_relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.clip_teacher import CLIPTeacher
 from splat_core.model import SplatModel, SplatModelConfig
-from splat_core.rendering import rasterize
 
 
 @dataclass
@@ -121,32 +119,24 @@ class FMGSModel(SplatModel):
             return
         super().step_post_backward(step)
 
-    def _rasterize_features(self, camera: Cameras, params: Dict[str, Tensor], colors: Tensor) -> Tuple[Tensor, Tensor]:
-        """Alpha-composites per-Gaussian ``colors`` [N, C] (any C) at ``feature_resolution`` with the Gaussians
-        detached; returns ``(render [h, w, C], alpha [h, w, 1])``."""
+    def _rasterize_features(
+        self,
+        camera: Cameras,
+        params: Dict[str, Tensor],
+        colors: Tensor,  # [N, C]
+        size: Optional[Tuple[int, int]] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        """Alpha-composites per-Gaussian ``colors`` [N, C] (any C) with the Gaussians and the pose detached, at
+        ``feature_resolution`` of the current RGB resolution or at ``size`` (height, width); returns
+        ``(render [h, w, C], alpha [h, w, 1])``."""
         if self.training:
             camera_to_world = self.camera_optimizer.apply_to_camera(camera)
         else:
             camera_to_world = camera.camera_to_worlds
-        scale = self.config.feature_resolution / self._get_downscale_factor()
-        K = camera.get_intrinsics_matrices().to(self.device).clone()
-        K[:, :2, :] *= scale  # fx, cx, fy, cy as Cameras.rescale_output_resolution does
-        width, height = int(camera.width.item() * scale), int(camera.height.item() * scale)
-        render, alpha, _ = rasterize(
-            means=params["means"].detach(),
-            quats=params["quats"].detach(),
-            scales=torch.exp(params["scales"].detach()),
-            opacities=torch.sigmoid(params["opacities"].detach()).squeeze(-1),
-            colors=colors,
-            viewmats=get_viewmat(camera_to_world.detach()).to(self.device),
-            Ks=K,
-            width=max(width, 1),
-            height=max(height, 1),
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode="RGB",
-            sh_degree=None,
-            rasterize_mode=self.config.rasterize_mode,
+        detached = {k: params[k].detach() for k in ("means", "quats", "scales", "opacities")}
+        resolution = size if size is not None else self.config.feature_resolution
+        render, alpha, _ = self._rasterize(
+            detached, camera, camera_to_world.detach(), "RGB", colors=colors, resolution=resolution
         )
         return render[0], alpha[0]
 
