@@ -31,9 +31,9 @@ from fmgs_field.fmgs_pipeline import FMGSPipelineConfig, train_feature_steps
 from fmgs_field.losses import clip_huber_loss, dino_mse_loss, total_feature_loss
 from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers import DINOTeacher, DINOTeacherConfig
-from fmgs_field.teachers.base import as_float_image
 from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_clip, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.images import to_float_image
 from splat_core.rendering import rasterize
 from splat_core.testing import look_at
 
@@ -160,7 +160,7 @@ def _write_scene(folder, num_views=10):
 def _colour_teacher(image, weights, unit):
     """A tiny random teacher that is view-consistent by construction: random Fourier features of the pixel colour,
     at half resolution. [H, W, 3] -> [H/2, W/2, D]"""
-    x = F.interpolate(as_float_image(image).permute(2, 0, 1)[None], scale_factor=0.5, mode="area")[0].permute(1, 2, 0)
+    x = F.interpolate(to_float_image(image).permute(2, 0, 1)[None], scale_factor=0.5, mode="area")[0].permute(1, 2, 0)
     features = torch.cos(FREQ * x @ weights[:3] + weights[3])
     return F.normalize(features, dim=-1) if unit else features
 

@@ -85,20 +85,6 @@ class FeatureTeacher(nn.Module, ABC):
         """Dense feature map of one RGB image with values in [0, 1]."""
 
 
-def as_float_image(image: Tensor) -> Float[Tensor, "H W 3"]:
-    """RGB image as float32 in [0, 1]: uint8 is divided by 255, floats are clamped, an alpha channel dropped.
-
-    Args:
-        image: RGB(A) image, uint8 or float. [H, W, 3 or 4]
-
-    Returns:
-        Float image. [H, W, 3]
-    """
-    if image.dtype == torch.uint8:
-        image = image.float() / 255.0
-    return image[..., :3].float().clamp(0.0, 1.0)
-
-
 def resize_feature_map(
     features: Float[Tensor, "h w D"],
     size: Tuple[int, int],
