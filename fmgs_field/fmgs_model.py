@@ -1,7 +1,7 @@
 """fmgs model: Gaussian splatting plus the FMGS language field, rendered as N-channel feature maps.
 
 Subclasses the shared splatting model (:class:`splat_core.model.SplatModel`, a
-``SplatfactoModel`` with a CPU rendering path) the way lerf:lerf/lerf.py subclasses Nerfacto, and follows FMGS's
+``SplatfactoModel`` with a CPU rendering path) the way LERF's lerf/lerf.py subclasses Nerfacto, and follows FMGS's
 schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``):
 
 - Until ``feature_start_step`` (FMGS: 30k) it is plain Gaussian splatting.
@@ -333,7 +333,8 @@ class FMGSModel(SplatModel):
             ``feature_fidelity_dino`` (mean cosine with the teacher maps, :func:`~fmgs_field.evaluation.
             feature_fidelity`); with labels the per-frame sums of :func:`~fmgs_field.evaluation.frame_label_sums`
             (relevancy to each labelled category against the canonical negatives, rendered at the label image's
-            size by :meth:`relevancy_at` from ``fmgs_camera``, LangSplat's protocol; zeros for an unlabelled frame). ``images`` is splatfacto's.
+            size by :meth:`relevancy_at` from ``fmgs_camera``, LangSplat's protocol; zeros for an unlabelled frame).
+            ``images`` is splatfacto's.
         """
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
         if "fmgs_clip" not in outputs:

@@ -1,8 +1,9 @@
 """fmgs pipeline: a VanillaPipeline that hands the datamanager's CLIP teacher to the model and evaluates features.
 
 - It shares one CLIP teacher between the datamanager (hybrid CLIP training maps) and the model (text queries and the
-  viewer's "FMGS Positives"/"FMGS Negatives" fields), as lerf:lerf/lerf_pipeline.py shares its image encoder. It calls
-  ``super().__init__`` (keeping splatfacto's seed points, STYLE.md §7) and attaches the teacher afterwards.
+  viewer's "FMGS Positives"/"FMGS Negatives" fields), as LERF's lerf/lerf_pipeline.py shares its image encoder. It calls
+  ``super().__init__`` and attaches the teacher afterwards (LERF's pipeline rewrites the constructor instead, which
+  would drop splatfacto's seed points).
 - Evaluation (``ns-eval``, the trainer's eval callbacks) runs the model under
   :meth:`~fmgs_field.fmgs_model.FMGSModel.feature_outputs` on batches with eval teacher maps (and LERF-OVS labels),
   so the averaged metrics gain ``feature_fidelity_clip``/``feature_fidelity_dino`` and, with labels, ``miou``,

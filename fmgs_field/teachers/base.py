@@ -1,6 +1,6 @@
 """Base class of the frozen 2D teachers (CLIP, DINO) whose dense features FMGS distils into its field.
 
-Shaped after lerf:lerf/encoders/image_encoder.py (``BaseImageEncoder``) and lerf/data/utils/dino_extractor.py, with
+Shaped after LERF's lerf/encoders/image_encoder.py (``BaseImageEncoder``) and lerf/data/utils/dino_extractor.py, with
 two differences. Weights are loaded explicitly at construction from a config field, and a missing file raises one
 error naming that field, never a hidden download. The frozen network is kept out of the module tree, so a model
 that owns a teacher neither checkpoints its weights nor lists them in ``parameters()``. ``.to()`` still moves it.

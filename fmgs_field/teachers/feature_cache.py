@@ -2,8 +2,8 @@
 
 Teacher maps are computed once per image. A cache entry is one file ``<root>/<teacher name>/<key>.pt`` with
 ``key = sha1(uint8 RGB bytes, image shape, fingerprint JSON)``: a changed image, model, weights tag or extraction
-setting gives a new key, and renaming or moving images does not (LERF keys by path plus a ``.info`` check;
-STYLE.md §7).
+setting gives a new key, and renaming or moving images does not (LERF keys its cache by
+path, with a ``.info`` check of the encoder).
 Maps are stored as float16 (half the disk, as LERF stores its CLIP pyramid) and returned as float32 on the CPU.
 """
 

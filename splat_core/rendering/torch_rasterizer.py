@@ -9,8 +9,8 @@ scales, compute_covar=, compute_preci=, triu=)``, ``_fully_fused_projection(mean
 eps2d=, near_plane=, far_plane=, calc_compensations=)`` returning ``(radii, means2d, depths, conics, compensations)``,
 and ``_spherical_harmonics(degree, dirs, coeffs)`` (positional: its first parameter is ``degree`` in 1.4-1.5.2 and
 ``degrees_to_use`` in 1.5.3). These are alike in every gsplat of the project's range (``gsplat>=1.4.0,<1.6``) but for
-the radii, ``[C, N]`` before 1.5 and ``[C, N, 2]`` from 1.5 on, which the code handles; ``tests/test_torch_rasterizer.py``
-checks the installed gsplat's signatures and passes on gsplat 1.4.0 and 1.5.3.
+the radii, ``[C, N]`` before 1.5 and ``[C, N, 2]`` from 1.5 on, which the code handles;
+``tests/test_torch_rasterizer.py`` checks the installed gsplat's signatures and passes on gsplat 1.4.0 and 1.5.3.
 """
 
 import math
