@@ -68,7 +68,7 @@ def time_renders(fn: Callable[[], object], count: int, warmup: int, device: torc
 def resolve_teachers(args: argparse.Namespace, device: str) -> Tuple[object, object, Dict[str, str]]:
     """Teacher configs: the real ones when they load, else tiny random ones (512 / 384 channels)."""
     from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
-    from fmgs_field.teachers.tiny import write_tiny_teachers
+    from fmgs_field.testing.tiny import write_tiny_teachers
 
     reason = "--tiny-teachers given"
     if not args.tiny_teachers:
@@ -124,26 +124,24 @@ def train_features(pipeline, steps: int, device: torch.device) -> Dict[str, floa
     from nerfstudio.engine.optimizers import Optimizers
 
     from fmgs_field.fmgs_config import fmgs
+    from fmgs_field.fmgs_pipeline import train_feature_steps
 
     model = pipeline.model
     optimizers = Optimizers(dict(fmgs.config.optimizers), model.get_param_groups())
-    pipeline.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step_ms: List[float] = []
     _sync(device)
-    t0 = time.perf_counter()
-    start_step = model.config.feature_start_step
-    for step in range(start_step, start_step + steps):
-        t = time.perf_counter()
-        model.step_cb(optimizers, step)
-        _, losses, _ = pipeline.get_train_loss_dict(step)
-        optimizers.zero_grad_all()
-        sum(losses.values()).backward()
-        optimizers.optimizer_step_all()
-        optimizers.scheduler_step_all(step)
+    t0 = last = time.perf_counter()
+
+    def timed(_step: int) -> None:
+        nonlocal last
         _sync(device)
-        step_ms.append(1000.0 * (time.perf_counter() - t))
+        now = time.perf_counter()
+        step_ms.append(1000.0 * (now - last))
+        last = now
+
+    losses = train_feature_steps(pipeline, optimizers, steps, model.config.feature_start_step, after_step=timed)
     total = time.perf_counter() - t0
     steady = step_ms[len(step_ms) // 5 :] or step_ms
     out = {"steps": steps, "wall_s": total, "ms_per_step_mean": 1000.0 * total / max(steps, 1),

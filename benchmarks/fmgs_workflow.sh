@@ -2,7 +2,7 @@
 # The fmgs workflow of the README on a real scene, offline: language-field training on an existing vlm-fastgs
 # checkpoint (Gaussians frozen) through ns-train, then ns-eval and fmgs-query. No CLIP/DINO weights can be downloaded
 # where the records are made, so the teachers are tiny random models of the real widths (CLIP 512, DINO 384) written
-# by fmgs_field.teachers.tiny: timings of the field are representative, feature meaning is not.
+# by fmgs_field.testing.tiny: timings of the field are representative, feature meaning is not.
 #
 #   bash benchmarks/fmgs_workflow.sh SCENE CKPT RUNS OUT [STEPS]
 #
@@ -16,7 +16,7 @@ out=$4
 steps=${5:-4200}
 start_step=$(($(basename "$ckpt" .ckpt | sed 's/^step-0*//') + 1))
 mkdir -p "$runs" "$out"
-python -c "from fmgs_field.teachers.tiny import write_tiny_teachers as w; w('$runs/teachers', 512, 384)"
+python -c "from fmgs_field.testing.tiny import write_tiny_teachers as w; w('$runs/teachers', 512, 384)"
 t=$runs/teachers
 begin=$(date +%s.%N)
 ns-train fmgs --data "$scene" --output-dir "$runs" --vis tensorboard --machine.device-type "${DEVICE:-cuda}" --load-checkpoint "$ckpt" \
@@ -42,7 +42,7 @@ import torch
 record = {
     "command": "bash benchmarks/fmgs_workflow.sh " + " ".join(sys.argv[1:]),
     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-    "teachers": "tiny random (CLIP 512-d, DINO 384-d), fmgs_field.teachers.tiny",
+    "teachers": "tiny random (CLIP 512-d, DINO 384-d), fmgs_field.testing.tiny",
     "feature_steps": steps,
     "ns_train_wall_s": train_s,
     "ns_eval": json.loads((out / "eval.json").read_text())["results"],

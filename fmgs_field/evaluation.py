@@ -10,9 +10,13 @@ Protocol source: LangSplat (minghanqin/LangSplat, ``eval/evaluate_iou_loc.py`` a
 - **IoU** (``activate_stream``): ``V = 0.5 * (mean_filter(R, 30) + R)``, ``n = (V - min V) / (max(V - min V) + 1e-9)``,
   ``O = clip(2 n - 1, 0, 1)`` and ``mask = O > 0.4`` (so ``n > 0.7``). The mask is then smoothed by a 7 x 7 majority
   vote (``smooth``, its window clipped to ``[i - 3, min(i + 4, H - 1))``, ties to 0) and compared with the union of the
-  category's polygons. mIoU is the mean over (frame, category) pairs.
+  category's polygons, filled with ``cv2.fillPoly`` (LangSplat's ``polygon_to_mask``). mIoU is the mean over (frame,
+  category) pairs.
 
-LangSplat takes the maximum over its three feature levels; FMGS renders one CLIP map, so there is one level here.
+``R`` is scored at the label image's resolution, as LangSplat renders its feature maps at the image resolution: the
+fmgs model renders the CLIP features for it at the label size (:meth:`fmgs_field.fmgs_model.FMGSModel.relevancy_at`),
+not at its half-resolution feature size. LangSplat takes the maximum over its three feature levels; FMGS renders one
+CLIP map, so there is one level here.
 Frame ``frame_00012.json`` has index 11 (LangSplat: the number in ``info.name`` minus 1).
 """
 
@@ -23,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
-from PIL import Image, ImageDraw
 from torch import Tensor
 
-from fmgs_field.relevancy import relevancy as lerf_relevancy
 from fmgs_field.teachers.base import resize_feature_map
 
 SMOOTH_KERNEL = 30
@@ -63,10 +66,8 @@ class FrameLabels:
 
 
 def polygon_to_mask(points: Sequence[Sequence[float]], height: int, width: int) -> Bool[Tensor, "H W"]:
-    """Rasterises a polygon (vertices truncated to int, boundary included) with PIL.
-
-    LangSplat uses ``cv2.fillPoly`` on ``int32`` vertices; PIL's polygon fill with outline agrees on integer
-    rectangles and may differ by a pixel along slanted edges.
+    """Rasterises a polygon as LangSplat's ``polygon_to_mask`` does: ``cv2.fillPoly`` on the vertices cast to
+    ``int32`` (truncated), boundary included.
 
     Args:
         points: Vertices ``[[x, y], ...]`` in pixels.
@@ -76,13 +77,10 @@ def polygon_to_mask(points: Sequence[Sequence[float]], height: int, width: int) 
     Returns:
         Mask. [H, W]
     """
-    canvas = Image.new("L", (width, height), 0)
-    verts = [(int(x), int(y)) for x, y in points]
-    if len(verts) >= 2:
-        ImageDraw.Draw(canvas).polygon(verts, fill=1, outline=1)
-    elif verts:
-        canvas.putpixel(verts[0], 1)
-    return torch.from_numpy(np.asarray(canvas, dtype=bool).copy())
+    canvas = np.zeros((height, width), np.uint8)
+    if len(points):
+        cv2.fillPoly(canvas, [np.asarray(points, dtype=np.int32).reshape(-1, 2)], 1)
+    return torch.from_numpy(canvas.astype(bool))
 
 
 def load_frame_labels(path: Union[str, Path]) -> FrameLabels:
@@ -121,55 +119,47 @@ def load_lerf_ovs_labels(folder: Union[str, Path]) -> Dict[int, FrameLabels]:
     return {f.index: f for f in frames}
 
 
-def _reflect101(n: int, lo: int, hi: int) -> Tensor:  # indices of a reflect-101 padded axis, [lo + n + hi]
-    idx = torch.arange(-lo, n + hi)
-    if n == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (n - 1)
-    idx = idx.remainder(period)
-    return torch.where(idx >= n, period - idx, idx)
-
-
 def mean_filter(values: Float[Tensor, "H W"], kernel: int = SMOOTH_KERNEL) -> Float[Tensor, "H W"]:
-    """``cv2.filter2D(values, -1, ones((k, k)) / k**2)``: box mean, anchor ``k // 2``, reflect-101 borders.
+    """LangSplat's box mean, ``cv2.filter2D(values, -1, ones((k, k)) / k**2)``: anchor ``k // 2``, reflect-101 borders,
+    computed on the CPU in the input's precision (float32 unless it is float64).
 
     Args:
         values: A map. [H, W]
         kernel: Box size ``k`` (30).
 
     Returns:
-        Filtered map. [H, W]
+        Filtered map, on ``values``' device and in its dtype. [H, W]
     """
-    height, width = values.shape
-    lo, hi = kernel // 2, kernel - 1 - kernel // 2
-    rows = _reflect101(height, lo, hi).to(values.device)
-    cols = _reflect101(width, lo, hi).to(values.device)
-    padded = values.double()[rows][:, cols]
-    return F.avg_pool2d(padded[None, None], kernel, stride=1)[0, 0].to(values.dtype)
+    array = values.detach().cpu().numpy()
+    if array.dtype != np.float64:
+        array = array.astype(np.float32)
+    filtered = cv2.filter2D(array, -1, np.full((kernel, kernel), 1.0 / kernel**2, array.dtype))
+    return torch.from_numpy(filtered).to(values.device, values.dtype)
 
 
 def majority_smooth(mask: Bool[Tensor, "H W"], radius: int = MAJORITY_RADIUS) -> Bool[Tensor, "H W"]:
     """LangSplat's ``smooth``: each pixel takes the majority of ``mask[max(0, i-r):min(i+r+1, H-1), ...]``.
 
     The window's upper bound is clipped to ``H - 1`` (``W - 1``), so the last row/column never votes; ties give 0
-    (``np.argmax(np.bincount(...))``). Computed with an integral image instead of LangSplat's per-pixel loop.
+    (``np.argmax(np.bincount(...))``). Computed with two ``cv2.boxFilter`` window sums (votes and voters, zero
+    outside the image and on the last row/column) instead of LangSplat's per-pixel loop.
 
     Args:
         mask: Binary mask. [H, W]
         radius: Half window (3: 7 x 7).
 
     Returns:
-        Smoothed mask. [H, W]
+        Smoothed mask, on ``mask``'s device. [H, W]
     """
-    height, width = mask.shape
-    integral = F.pad(mask.long().cumsum(0).cumsum(1), (1, 0, 1, 0))  # [H+1, W+1]
-    i, j = torch.arange(height, device=mask.device), torch.arange(width, device=mask.device)
-    r0, r1 = (i - radius).clamp(min=0), (i + radius + 1).clamp(max=height - 1)
-    c0, c1 = (j - radius).clamp(min=0), (j + radius + 1).clamp(max=width - 1)
-    r1, c1 = torch.maximum(r1, r0), torch.maximum(c1, c0)
-    ones = integral[r1][:, c1] - integral[r0][:, c1] - integral[r1][:, c0] + integral[r0][:, c0]
-    count = (r1 - r0)[:, None] * (c1 - c0)[None, :]
-    return 2 * ones > count
+    voters = np.zeros(tuple(mask.shape), np.float32)
+    voters[:-1, :-1] = 1.0
+    votes = mask.detach().cpu().numpy().astype(np.float32) * voters
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def window_sum(x: np.ndarray) -> np.ndarray:  # exact: sums of at most 49 ones in float32
+        return cv2.boxFilter(x, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+    return torch.from_numpy(2 * window_sum(votes) > window_sum(voters)).to(mask.device)
 
 
 def localization_hit(
@@ -295,29 +285,6 @@ def feature_fidelity(
 
 LABEL_SUM_KEYS = ("lerf_ovs_iou_sum", "lerf_ovs_hits", "lerf_ovs_queries")
 """Per-frame sums that the model reports and :func:`label_metrics_from_means` turns into scene metrics."""
-
-
-def frame_relevancies(
-    features: Float[Tensor, "h w D"],
-    categories: Sequence[str],
-    text_embeds: Float[Tensor, "P D"],
-    negatives: Float[Tensor, "M D"],
-    size: Tuple[int, int],
-) -> Dict[str, Float[Tensor, "H W"]]:
-    """LERF relevancy of a rendered CLIP map to each category, resized (bilinear) to the label resolution.
-
-    Args:
-        features: Rendered CLIP feature map. [h, w, D]
-        categories: Category names, one per row of ``text_embeds``.
-        text_embeds: Text embeddings of the categories. [P, D]
-        negatives: Text embeddings of the canonical negatives. [M, D]
-        size: Label (H, W).
-
-    Returns:
-        ``{category: relevancy}``. Each [H, W]
-    """
-    rel = resize_feature_map(lerf_relevancy(features, text_embeds, negatives), size)  # [H, W, P]
-    return {c: rel[..., i] for i, c in enumerate(categories)}
 
 
 def frame_label_sums(results: Dict[str, Tuple[float, bool]]) -> Dict[str, float]:

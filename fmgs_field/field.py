@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 
 class FMGSFieldHeadNames(Enum):
-    """Outputs of :class:`FMGSField` (as lerf:lerf/lerf_fieldheadnames.py names LERF's)."""
+    """Outputs of :class:`FMGSField` (as LERF's lerf/lerf_fieldheadnames.py names its own)."""
 
     HASHGRID = "hashgrid"
     CLIP = "clip"

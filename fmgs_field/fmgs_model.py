@@ -1,7 +1,7 @@
 """fmgs model: Gaussian splatting plus the FMGS language field, rendered as N-channel feature maps.
 
 Subclasses the shared splatting model (:class:`splat_core.model.SplatModel`, a
-``SplatfactoModel`` with a CPU rendering path) the way lerf:lerf/lerf.py subclasses Nerfacto, and follows FMGS's
+``SplatfactoModel`` with a CPU rendering path) the way LERF's lerf/lerf.py subclasses Nerfacto, and follows FMGS's
 schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``):
 
 - Until ``feature_start_step`` (FMGS: 30k) it is plain Gaussian splatting.
@@ -19,7 +19,7 @@ schedule (googlestaging/foundation-model-embedded-3dgs, README and ``train.py``)
 - Evaluation (the pipeline wraps it in :meth:`FMGSModel.feature_outputs`): eval outputs also carry the feature maps,
   and :meth:`FMGSModel.get_image_metrics_and_images` adds ``feature_fidelity_clip``/``feature_fidelity_dino`` (mean
   cosine with the eval image's teacher maps) and, for LERF-OVS labels, per-frame sums that become mIoU and
-  localization accuracy.
+  localization accuracy, from relevancy rendered at the label images' resolution (as LangSplat scores it).
 """
 
 from __future__ import annotations
@@ -31,18 +31,17 @@ from typing import Dict, Iterator, List, Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.models.splatfacto import get_viewmat
 from nerfstudio.utils.colormaps import ColormapOptions, apply_colormap
 from torch import Tensor
 from torch.nn import Parameter
 
-from fmgs_field.evaluation import FrameLabels, evaluate_frame, feature_fidelity, frame_label_sums, frame_relevancies
+from fmgs_field.evaluation import FrameLabels, evaluate_frame, feature_fidelity, frame_label_sums
 from fmgs_field.field import FMGSFieldConfig, FMGSFieldHeadNames
 from fmgs_field.losses import CLIP_LOSS_WEIGHT, PIXEL_ALIGNMENT_WEIGHT, feature_loss_dict
 from fmgs_field.projection import feature_basis, projected_relevancy
+from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers.base import resize_feature_map
 from fmgs_field.teachers.clip_teacher import CLIPTeacher
-from splat_core.rendering import rasterize
 from splat_core.model import SplatModel, SplatModelConfig
 
 
@@ -121,44 +120,37 @@ class FMGSModel(SplatModel):
             return
         super().step_post_backward(step)
 
-    def _rasterize_features(self, camera: Cameras, params: Dict[str, Tensor], colors: Tensor) -> Tuple[Tensor, Tensor]:
-        """Alpha-composites per-Gaussian ``colors`` [N, C] (any C) at ``feature_resolution`` with the Gaussians
-        detached; returns ``(render [h, w, C], alpha [h, w, 1])``."""
+    def _rasterize_features(
+        self,
+        camera: Cameras,
+        params: Dict[str, Tensor],
+        colors: Tensor,  # [N, C]
+        size: Optional[Tuple[int, int]] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        """Alpha-composites per-Gaussian ``colors`` [N, C] (any C) with the Gaussians and the pose detached, at
+        ``feature_resolution`` of the current RGB resolution or at ``size`` (height, width); returns
+        ``(render [h, w, C], alpha [h, w, 1])``."""
         if self.training:
             camera_to_world = self.camera_optimizer.apply_to_camera(camera)
         else:
             camera_to_world = camera.camera_to_worlds
-        scale = self.config.feature_resolution / self._get_downscale_factor()
-        K = camera.get_intrinsics_matrices().to(self.device).clone()
-        K[:, :2, :] *= scale  # fx, cx, fy, cy as Cameras.rescale_output_resolution does
-        width, height = int(camera.width.item() * scale), int(camera.height.item() * scale)
-        render, alpha, _ = rasterize(
-            means=params["means"].detach(),
-            quats=params["quats"].detach(),
-            scales=torch.exp(params["scales"].detach()),
-            opacities=torch.sigmoid(params["opacities"].detach()).squeeze(-1),
-            colors=colors,
-            viewmats=get_viewmat(camera_to_world.detach()).to(self.device),
-            Ks=K,
-            width=max(width, 1),
-            height=max(height, 1),
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode="RGB",
-            sh_degree=None,
-            rasterize_mode=self.config.rasterize_mode,
+        detached = {k: params[k].detach() for k in ("means", "quats", "scales", "opacities")}
+        resolution = size if size is not None else self.config.feature_resolution
+        render, alpha, _ = self._rasterize(
+            detached, camera, camera_to_world.detach(), "RGB", colors=colors, resolution=resolution
         )
         return render[0], alpha[0]
 
-    def render_feature_maps(self, camera: Cameras) -> Dict[str, Tensor]:
+    def render_feature_maps(self, camera: Cameras, size: Optional[Tuple[int, int]] = None) -> Dict[str, Tensor]:
         """Renders the field's CLIP and DINO outputs with the Gaussians detached.
 
         Args:
             camera: One camera.
+            size: Output (height, width) in pixels; default: ``feature_resolution`` of the current RGB resolution.
 
         Returns:
-            ``{"fmgs_clip": [h, w, Dc], "fmgs_dino": [h, w, Dd], "fmgs_alpha": [h, w, 1]}`` at ``feature_resolution``
-            of the current RGB resolution; empty when no Gaussian is inside the crop box.
+            ``{"fmgs_clip": [h, w, Dc], "fmgs_dino": [h, w, Dd], "fmgs_alpha": [h, w, 1]}``; empty when no Gaussian is
+            inside the crop box.
         """
         params = self._cropped_params()
         if params is None:
@@ -166,7 +158,7 @@ class FMGSModel(SplatModel):
         chunk = None if torch.is_grad_enabled() else self.config.query_chunk_size
         out = self.fmgs_field(params["means"].detach(), chunk_size=chunk)
         clip, dino = out[FMGSFieldHeadNames.CLIP], out[FMGSFieldHeadNames.DINO]
-        render, alpha = self._rasterize_features(camera, params, torch.cat([clip, dino], dim=-1))
+        render, alpha = self._rasterize_features(camera, params, torch.cat([clip, dino], dim=-1), size)
         d_clip = clip.shape[-1]
         return {"fmgs_clip": render[..., :d_clip], "fmgs_dino": render[..., d_clip:], "fmgs_alpha": alpha}
 
@@ -191,9 +183,41 @@ class FMGSModel(SplatModel):
         return self._query_cache[1], self._query_cache[2]
 
     @torch.no_grad()
+    def relevancy_at(
+        self,
+        camera: Cameras,
+        positives: Tensor,  # [P, Dc]
+        negatives: Tensor,  # [M, Dc]
+        size: Optional[Tuple[int, int]] = None,
+    ) -> Optional[Tensor]:
+        """LERF relevancy maps of text embeddings, rendered from :meth:`clip_coefficients` (k channels instead of Dc;
+        exact up to ``relevancy_basis_tol``), or from the full CLIP map when ``relevancy_basis_tol`` is negative.
+
+        Args:
+            camera: One camera.
+            positives: Text embeddings of the queries, any norm. [P, Dc]
+            negatives: Text embeddings of the negatives, any norm. [M, Dc]
+            size: Output (height, width) in pixels, e.g. a label image's; default: ``feature_resolution`` of the
+                current RGB resolution.
+
+        Returns:
+            ``[h, w, P]`` in (0, 1), or None when no Gaussian is inside the crop box.
+        """
+        params = self._cropped_params()
+        if params is None:
+            return None
+        if self.config.relevancy_basis_tol < 0:
+            return relevancy(self.render_feature_maps(camera, size)["fmgs_clip"], positives, negatives)
+        basis, coefficients = self.clip_coefficients()
+        inside = self._crop_mask()
+        if inside is not None:
+            coefficients = coefficients[inside]
+        rendered, _ = self._rasterize_features(camera, params, coefficients, size)
+        return projected_relevancy(rendered, basis, positives, negatives)
+
     def render_relevancy(self, camera: Cameras) -> Optional[Tensor]:
-        """Relevancy maps of the CLIP teacher's current positives against its negatives, rendered from
-        :meth:`clip_coefficients` (k channels instead of Dc; exact up to ``relevancy_basis_tol``).
+        """Relevancy maps of the CLIP teacher's current positives against its current negatives
+        (:meth:`relevancy_at`).
 
         Args:
             camera: One camera.
@@ -202,22 +226,15 @@ class FMGSModel(SplatModel):
             ``[h, w, P]`` in (0, 1) at ``feature_resolution``, or None (no teacher or positives, empty crop box).
         """
         teacher = self.clip_teacher
-        params = self._cropped_params()
-        if teacher is None or not teacher.positives or params is None:
+        if teacher is None or not teacher.positives:
             return None
-        if self.config.relevancy_basis_tol < 0:
-            return teacher.relevancy(self.render_feature_maps(camera)["fmgs_clip"])
-        basis, coefficients = self.clip_coefficients()
-        inside = self._crop_mask()
-        if inside is not None:
-            coefficients = coefficients[inside]
-        rendered, _ = self._rasterize_features(camera, params, coefficients)
-        return projected_relevancy(rendered, basis, teacher.pos_embeds, teacher.neg_embeds)
+        return self.relevancy_at(camera, teacher.pos_embeds, teacher.neg_embeds)
 
     @contextlib.contextmanager
     def feature_outputs(self) -> Iterator[None]:
-        """Within the block, eval-mode outputs also carry ``fmgs_clip`` [h, w, Dc], ``fmgs_dino`` [h, w, Dd] and
-        ``fmgs_alpha`` [h, w, 1] (for metrics); outside it, eval renders feature maps only when a query is set, so the
+        """Within the block, eval-mode outputs also carry ``fmgs_clip`` [h, w, Dc], ``fmgs_dino`` [h, w, Dd],
+        ``fmgs_alpha`` [h, w, 1] and ``fmgs_camera`` (the rendered camera, for label-resolution relevancy) for metrics;
+        outside it, eval renders feature maps only when a query is set, so the
         viewer stays fast. The pipeline enters it around evaluation."""
         previous, self._eval_feature_outputs = self._eval_feature_outputs, True
         try:
@@ -249,7 +266,7 @@ class FMGSModel(SplatModel):
             return outputs
         if self._eval_feature_outputs:  # evaluation needs the full maps anyway: relevancy from them
             features = self.render_feature_maps(camera)
-            outputs.update(features)
+            outputs.update(features, fmgs_camera=camera)
             rel = teacher.relevancy(features["fmgs_clip"]) if features and query else None
         else:
             rel = self.render_relevancy(camera)
@@ -306,8 +323,8 @@ class FMGSModel(SplatModel):
         """Splatfacto's image metrics plus feature fidelity and LERF-OVS sums when ``outputs`` has feature maps.
 
         Args:
-            outputs: Eval outputs; ``fmgs_clip`` [h, w, Dc] and ``fmgs_dino`` [h, w, Dd] are present under
-                :meth:`feature_outputs`.
+            outputs: Eval outputs; ``fmgs_clip`` [h, w, Dc], ``fmgs_dino`` [h, w, Dd] and ``fmgs_camera`` are present
+                under :meth:`feature_outputs`.
             batch: Eval batch: ``image`` [H, W, 3], and from the fmgs datamanager ``fmgs_clip`` [h', w', Dc],
                 ``fmgs_dino`` [h'', w'', Dd] and (with ``eval_labels``) ``fmgs_labels`` (a ``FrameLabels``).
 
@@ -315,8 +332,9 @@ class FMGSModel(SplatModel):
             ``(metrics, images)``: PSNR/SSIM (LPIPS when available) as splatfacto; ``feature_fidelity_clip`` /
             ``feature_fidelity_dino`` (mean cosine with the teacher maps, :func:`~fmgs_field.evaluation.
             feature_fidelity`); with labels the per-frame sums of :func:`~fmgs_field.evaluation.frame_label_sums`
-            (relevancy to each labelled category against the canonical negatives, LangSplat protocol at label
-            resolution; zeros for an unlabelled frame). ``images`` is splatfacto's.
+            (relevancy to each labelled category against the canonical negatives, rendered at the label image's
+            size by :meth:`relevancy_at` from ``fmgs_camera``, LangSplat's protocol; zeros for an unlabelled frame).
+            ``images`` is splatfacto's.
         """
         metrics, images = super().get_image_metrics_and_images(outputs, batch)
         if "fmgs_clip" not in outputs:
@@ -326,17 +344,15 @@ class FMGSModel(SplatModel):
                 target = batch[f"fmgs_{key}"].to(self.device)
                 metrics[f"feature_fidelity_{key}"] = float(feature_fidelity(outputs[f"fmgs_{key}"], target))
         labels: Optional[FrameLabels] = batch.get("fmgs_labels")  # type: ignore[assignment]
-        if labels is not None and self.clip_teacher is not None:
+        camera: Optional[Cameras] = outputs.get("fmgs_camera")  # type: ignore[assignment]
+        if labels is not None and self.clip_teacher is not None and camera is not None:
             results = {}
             if labels.masks:
-                categories = list(labels.masks)
-                rel = frame_relevancies(
-                    outputs["fmgs_clip"],
-                    categories,
-                    self.clip_teacher.encode_text(categories).to(self.device),
-                    self.clip_teacher.canonical_neg_embeds.to(self.device),
-                    (labels.height, labels.width),
-                )
-                results = evaluate_frame(rel, labels)
+                categories, size = list(labels.masks), (labels.height, labels.width)
+                text = self.clip_teacher.encode_text(categories).to(self.device)
+                rel = self.relevancy_at(camera, text, self.clip_teacher.canonical_neg_embeds.to(self.device), size)
+                if rel is None:  # empty crop box: nothing is relevant anywhere
+                    rel = torch.zeros(*size, len(categories), device=self.device)
+                results = evaluate_frame({c: rel[..., i] for i, c in enumerate(categories)}, labels)
             metrics.update(frame_label_sums(results))
         return metrics, images

@@ -33,15 +33,14 @@ from typing import List, Literal, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import tyro
-from jaxtyping import Float
 from nerfstudio.cameras.camera_paths import get_path_from_json
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.utils.eval_utils import eval_setup
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
-from torch import Tensor
 
 from fmgs_field.fmgs_model import FMGSModel
+from splat_core.images import to_uint8_image
 
 
 def query_slug(text: str) -> str:
@@ -52,11 +51,6 @@ def query_slug(text: str) -> str:
 def split_phrases(text: Optional[str]) -> List[str]:
     """``"a mug; a plate;"`` -> ``["a mug", "a plate"]`` (None or blank gives [])."""
     return [p.strip() for p in (text or "").split(";") if p.strip()]
-
-
-def to_uint8(image: Float[Tensor, "H W 3"]) -> np.ndarray:
-    """Float image in [0, 1] as a uint8 array [H, W, 3] (clamped, rounded)."""
-    return (image.detach().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
 
 
 @dataclass
@@ -90,6 +84,8 @@ class FMGSQuery:
     def main(self) -> None:
         """Runs the query and/or the export."""
         positives = split_phrases(self.query)
+        if not Path(self.load_config).is_file():
+            raise SystemExit(f"error: --load-config {self.load_config} is not a file (the config.yml of an fmgs run)")
         if not (positives or self.export_gaussian_features or self.eval_labels):
             raise SystemExit("error: nothing to do: give --query, --export-gaussian-features and/or --eval-labels")
         test_mode = "inference" if self.camera_path is not None and self.eval_labels is None else "test"
@@ -121,7 +117,7 @@ class FMGSQuery:
         for i, name in enumerate(names):
             outputs = model.get_outputs_for_camera(cameras[i : i + 1].to(model.device))
             for j, folder in enumerate(folders):
-                Image.fromarray(to_uint8(outputs[f"composited_{j}"])).save(folder / f"{name}.png")
+                Image.fromarray(to_uint8_image(outputs[f"composited_{j}"]).numpy()).save(folder / f"{name}.png")
                 if self.save_relevancy:
                     np.save(folder / f"{name}.npy", outputs[f"relevancy_{j}"][..., 0].cpu().numpy().astype(np.float16))
         (self.output_dir / "queries.json").write_text(

@@ -1,6 +1,6 @@
 """LERF relevancy of CLIP features to text queries against canonical negatives.
 
-Follows ``OpenCLIPNetwork.get_relevancy`` (lerf:lerf/encoders/openclip_encoder.py; the same code in FMGS's
+Follows ``OpenCLIPNetwork.get_relevancy`` (LERF's lerf/encoders/openclip_encoder.py; the same code in FMGS's
 ``lerf/encoders/openclip_encoder.py`` and LangSplat's ``eval/openclip_encoder.py``): for a positive phrase and each
 negative phrase, softmax over ``temperature * [cos(f, pos), cos(f, neg_m)]``; the relevancy is the positive probability
 of the negative that scores worst for the positive, ``min_m softmax(...)[0]``. With two entries that softmax equals

@@ -305,22 +305,52 @@ class SplatModel(SplatfactoModel):
         )
 
     def _rasterize(
-        self, params: Dict[str, Tensor], camera: Cameras, camera_to_world: Tensor, render_mode: str = "RGB"
+        self,
+        params: Dict[str, Tensor],
+        camera: Cameras,
+        camera_to_world: Tensor,  # [1, 3, 4]
+        render_mode: str = "RGB",
+        colors: Optional[Tensor] = None,  # [N, D]
+        resolution: Union[float, Tuple[int, int]] = 1.0,
     ) -> Tuple[Tensor, Tensor, Dict]:
-        """Rasterise ``params`` for one camera at the current training resolution (splatfacto's schedule).
+        """Rasterise ``params`` for one camera: the one gsplat call of the model (RGB, depth and feature renders).
 
-        Returns gsplat's ``(render [1,H,W,X], alpha [1,H,W,1], info)``; SH degree follows splatfacto's schedule.
+        Args:
+            params: Per-Gaussian tensors as stored (pre-activation ``means``, ``scales`` (log), ``quats`` (wxyz),
+                ``opacities`` (logit) [N, 1]; ``features_dc``/``features_rest`` unless ``colors`` is given).
+            camera: One camera; its intrinsics and size are scaled, the object is left unchanged.
+            camera_to_world: Its pose (OpenGL, camera optimiser applied or not). [1, 3, 4]
+            render_mode: gsplat's render mode ("RGB", "RGB+ED", ...).
+            colors: Per-Gaussian features composited as given (no SH, no sigmoid) instead of the SH colours, e.g.
+                language features. [N, D]
+            resolution: Fraction of the camera's size at splatfacto's current training resolution (1 / the
+                downscale factor of its schedule; the full size in eval), or an exact ``(height, width)``.
+
+        Returns:
+            gsplat's ``(render [1, H, W, X], alpha [1, H, W, 1], info)``. For the SH colours the degree follows
+            splatfacto's schedule and ``absgrad`` the strategy (only that render feeds it).
         """
-        scale = self._get_downscale_factor()
-        camera.rescale_output_resolution(1 / scale)
-        K = camera.get_intrinsics_matrices().to(self.device)
-        W, H = int(camera.width.item()), int(camera.height.item())
-        camera.rescale_output_resolution(scale)
-        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
-        if self.config.sh_degree > 0:
-            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        K = camera.get_intrinsics_matrices().to(self.device)  # [1, 3, 3]
+        if isinstance(resolution, tuple):
+            height, width = resolution
+            sx, sy = width / float(camera.width.item()), height / float(camera.height.item())
         else:
-            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
+            sx = sy = resolution / self._get_downscale_factor()
+            # Cameras.rescale_output_resolution's rounding (truncation), without mutating the camera
+            width, height = int(camera.width.item() * sx), int(camera.height.item() * sy)
+        K = K.clone()
+        K[:, 0, :] *= sx  # fx, cx
+        K[:, 1, :] *= sy  # fy, cy
+        sh_degree: Optional[int] = None
+        if colors is None:
+            colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
+            if self.config.sh_degree > 0:
+                sh_degree = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+            else:
+                colors = torch.sigmoid(colors).squeeze(1)
+            absgrad = self.strategy.absgrad
+        else:
+            absgrad = False
         return rasterize(
             means=params["means"],
             quats=params["quats"],
@@ -329,13 +359,13 @@ class SplatModel(SplatfactoModel):
             colors=colors,
             viewmats=get_viewmat(camera_to_world).to(self.device),
             Ks=K,
-            width=W,
-            height=H,
+            width=max(width, 1),
+            height=max(height, 1),
             near_plane=0.01,
             far_plane=1e10,
             render_mode=render_mode,
             sh_degree=sh_degree,
-            absgrad=self.strategy.absgrad,
+            absgrad=absgrad,
             rasterize_mode=self.config.rasterize_mode,
         )
 

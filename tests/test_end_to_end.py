@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_scene
+from splat_core.testing import shared_scene
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

@@ -16,7 +16,6 @@ import json
 import math
 
 import numpy as np
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,18 +24,18 @@ from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
-from fmgs_field.field import FMGSFieldConfig, FMGSFieldHeadNames
+from fmgs_field.field import FMGSFieldHeadNames
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.fmgs_model import FMGSModelConfig
-from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
+from fmgs_field.fmgs_pipeline import FMGSPipelineConfig, train_feature_steps
 from fmgs_field.losses import clip_huber_loss, dino_mse_loss, total_feature_loss
 from fmgs_field.relevancy import relevancy
-from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacher, DINOTeacherConfig
-from fmgs_field.teachers.base import as_float_image
-from fmgs_field.teachers.tiny import write_tiny_teachers
-from tests.conftest import look_at
+from fmgs_field.teachers import DINOTeacher, DINOTeacherConfig
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_clip, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.images import to_float_image
 from splat_core.rendering import rasterize
+from splat_core.testing import look_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -62,18 +61,8 @@ def _sample(n_per_box, generator):
 
 
 def _teacher_targets(tmp_path):
-    name = "fmgs-distil-tiny-clip"
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path)
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(name).state_dict(), tmp_path / "clip.pt")
-    clip = CLIPTeacherConfig(
-        model_name=name, pretrained=str(tmp_path / "clip.pt"), num_scales=2, min_tile=0.25, out_stride=8
+    clip = write_tiny_clip(
+        tmp_path, name="fmgs-distil-tiny-clip", weights_name="clip.pt", num_scales=2, min_tile=0.25, out_stride=8
     ).setup()
     vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=24, depth=2, num_heads=2, num_classes=0)
     dino = DINOTeacher(DINOTeacherConfig(layer=-1, load_size=32), network=vit)
@@ -90,17 +79,9 @@ def test_field_distils_teacher_features_to_held_out_points(tmp_path):
     clip_t, dino_t = _teacher_targets(tmp_path)
     assert clip_t.shape == (4, 16) and dino_t.shape == (4, 24)
     torch.manual_seed(0)
-    field = FMGSFieldConfig(
-        grid_levels=(4, 4),
-        grid_resolutions=((4, 16), (16, 32)),
-        log2_hashmap_sizes=(12, 12),
-        features_per_level=4,
-        hidden_width=64,
-        clip_hidden_layers=2,
-        clip_dim=16,
-        dino_dim=24,
-        hash_init_scale=0.1,
-        implementation="torch",
+    field = tiny_fmgs_field(
+        grid_levels=(4, 4), grid_resolutions=((4, 16), (16, 32)), log2_hashmap_sizes=(12, 12), hidden_width=64,
+        clip_hidden_layers=2, hash_init_scale=0.1,
     ).setup()
     gen = torch.Generator().manual_seed(0)
     train_x, train_id = _sample(200, gen)
@@ -179,7 +160,7 @@ def _write_scene(folder, num_views=10):
 def _colour_teacher(image, weights, unit):
     """A tiny random teacher that is view-consistent by construction: random Fourier features of the pixel colour,
     at half resolution. [H, W, 3] -> [H/2, W/2, D]"""
-    x = F.interpolate(as_float_image(image).permute(2, 0, 1)[None], scale_factor=0.5, mode="area")[0].permute(1, 2, 0)
+    x = F.interpolate(to_float_image(image).permute(2, 0, 1)[None], scale_factor=0.5, mode="area")[0].permute(1, 2, 0)
     features = torch.cos(FREQ * x @ weights[:3] + weights[3])
     return F.normalize(features, dim=-1) if unit else features
 
@@ -198,17 +179,9 @@ def test_pipeline_distils_to_held_out_eval_views(tmp_path):
     """
     scene = _write_scene(tmp_path / "scene")
     clip, dino = write_tiny_teachers(tmp_path / "teachers")
-    field = FMGSFieldConfig(
-        grid_levels=(4, 4),
-        grid_resolutions=((4, 16), (16, 64)),
-        log2_hashmap_sizes=(12, 12),
-        features_per_level=4,
-        hidden_width=32,
-        clip_hidden_layers=1,
-        clip_dim=16,
-        dino_dim=24,
+    field = tiny_fmgs_field(
+        grid_levels=(4, 4), grid_resolutions=((4, 16), (16, 64)), log2_hashmap_sizes=(12, 12), clip_hidden_layers=1,
         hash_init_scale=0.1,
-        implementation="torch",
     )
     parser = SceneDataParserConfig(
         data=scene, num_random_points=50, eval_mode="interval", eval_interval=5,
@@ -249,14 +222,7 @@ def test_pipeline_distils_to_held_out_eval_views(tmp_path):
     groups = dict(fmgs.config.optimizers)  # as the trainer builds them, but Adam for the field (see the docstring)
     groups["fmgs_field"] = {"optimizer": AdamOptimizerConfig(lr=LR), "scheduler": None}
     optimizers = Optimizers(groups, model.get_param_groups())
-    pipeline.train()
-    for step in range(STEPS):
-        model.step_cb(optimizers, step)
-        _, losses, _ = pipeline.get_train_loss_dict(step)
-        optimizers.zero_grad_all()
-        sum(losses.values()).backward()
-        optimizers.optimizer_step_all()
-        optimizers.scheduler_step_all(step)
+    train_feature_steps(pipeline, optimizers, STEPS)
     after = pipeline.get_average_eval_image_metrics()
     assert after["psnr"] == before["psnr"]  # feature training leaves the Gaussians alone
     assert before["feature_fidelity_clip"] < 0.5 and 0.3 < constant < 0.85, (before, constant)

@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,6 @@ from fmgs_field.evaluation import (
     evaluate_frame,
     feature_fidelity,
     frame_label_sums,
-    frame_relevancies,
     label_metrics_from_means,
     load_frame_labels,
     load_lerf_ovs_labels,
@@ -22,7 +22,6 @@ from fmgs_field.evaluation import (
     relevancy_to_mask,
     summarize,
 )
-from fmgs_field.relevancy import relevancy
 
 
 def _square(x0, y0, x1, y1):
@@ -61,14 +60,24 @@ def test_label_parsing(label_dir):
     assert load_frame_labels(label_dir / "frame_00003.json").masks == {}
 
 
-def test_polygon_rasterisation_agrees_with_cv2():
-    cv2 = pytest.importorskip("cv2")
-    for poly in (_square(3, 4, 20, 11), [[2, 2], [25, 5], [10, 22]]):
-        ours = polygon_to_mask(poly, 30, 30).numpy()
-        ref = np.zeros((30, 30), np.uint8)
-        cv2.fillPoly(ref, [np.asarray(poly, dtype=np.int32)], 1)
-        inter, union = np.logical_and(ours, ref).sum(), np.logical_or(ours, ref).sum()
-        assert inter / union > (0.999 if len(poly) == 4 else 0.9)
+def _langsplat_polygon_to_mask(img_shape, points_list):
+    """LangSplat's eval/utils.py ``polygon_to_mask``, kept here as the reference."""
+    points = np.asarray(points_list, dtype=np.int32)
+    mask = np.zeros(img_shape, dtype=np.uint8)
+    cv2.fillPoly(mask, [points], 1)
+    return mask
+
+
+def test_polygon_rasterisation_is_langsplats():
+    # integer and fractional vertices (truncated as np.int32 does), a slanted triangle, a concave polygon
+    polygons = (_square(3, 4, 20, 11), [[2, 2], [25, 5], [10, 22]], [[1.9, 3.7], [28.2, 2.5], [14.5, 27.9]],
+                [[2, 2], [27, 2], [27, 27], [15, 10], [2, 27]])
+    for poly in polygons:
+        ours = polygon_to_mask(poly, 30, 30)
+        assert ours.dtype == torch.bool and ours.shape == (30, 30)
+        np.testing.assert_array_equal(ours.numpy(), _langsplat_polygon_to_mask((30, 30), poly).astype(bool))
+    assert polygon_to_mask(_square(3, 4, 20, 11), 30, 30).sum() == 18 * 8  # boundary rows and columns included
+    assert polygon_to_mask([], 5, 6).sum() == 0
 
 
 def test_mean_filter_matches_cv2_filter2d():
@@ -77,10 +86,16 @@ def test_mean_filter_matches_cv2_filter2d():
     assert torch.allclose(mean_filter(torch.full((8, 9), 0.3), 5), torch.full((8, 9), 0.3))
     # interior pixel, kernel 3: the plain local mean
     assert torch.isclose(mean_filter(values, 3)[10, 10], values[9:12, 9:12].mean())
-    cv2 = pytest.importorskip("cv2")
-    for k in (30, 5, 4):
-        ref = cv2.filter2D(values.numpy(), -1, np.ones((k, k), np.float32) / k**2)
+    for k in (30, 5, 4):  # k x k box means with reflect-101 borders (gfedcb|abcdefgh|gfedcba), by hand
+        lo, hi = k // 2, k - 1 - k // 2
+        rows = np.abs(np.arange(-lo, 37 + hi))
+        rows = np.where(rows > 36, 72 - rows, rows)
+        cols = np.abs(np.arange(-lo, 45 + hi))
+        cols = np.where(cols > 44, 88 - cols, cols)
+        padded = values.double().numpy()[rows][:, cols]
+        ref = np.lib.stride_tricks.sliding_window_view(padded, (k, k)).mean(axis=(-1, -2))
         np.testing.assert_allclose(mean_filter(values, k).numpy(), ref, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(mean_filter(values.double(), k).numpy(), ref, rtol=0, atol=1e-12)
 
 
 def _langsplat_smooth(mask):
@@ -179,12 +194,3 @@ def test_label_sums_average_to_pair_weighted_metrics():
     assert out["localization_accuracy"] == pytest.approx(2 / 3) and out["num_label_queries"] == 3.0
     assert out["psnr"] == 20.0 and not any(k.startswith("lerf_ovs") for k in out)
     assert label_metrics_from_means({"psnr": 20.0}, 3) == {"psnr": 20.0}
-
-
-def test_frame_relevancies_resize_to_label_resolution():
-    torch.manual_seed(0)
-    features, text, neg = torch.randn(4, 6, 8), torch.randn(2, 8), torch.randn(3, 8)
-    rel = frame_relevancies(features, ["cup", "plate"], text, neg, (8, 12))
-    assert set(rel) == {"cup", "plate"} and rel["plate"].shape == (8, 12)
-    same = frame_relevancies(features, ["cup", "plate"], text, neg, (4, 6))
-    torch.testing.assert_close(same["plate"], relevancy(features, text, neg)[..., 1])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fmgs_field.field import FMGSField, FMGSFieldConfig, FMGSFieldHeadNames, contract
-from tests.conftest import tiny_fmgs_field
+from fmgs_field.testing.tiny import tiny_fmgs_field
 
 
 def test_default_field_shapes_and_unit_norm_clip():

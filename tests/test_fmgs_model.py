@@ -1,10 +1,8 @@
 """The fmgs pipeline on CPU: teacher maps in batches, feature rendering, losses, relevancy outputs, registration."""
 
-import json
-
-import open_clip
 import pytest
 import torch
+from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.plugins.types import MethodSpecification
 
@@ -12,8 +10,9 @@ from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.fmgs_model import FMGSModel, FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
-from fmgs_field.teachers import CLIPTeacherConfig, DINOTeacherConfig
-from tests.conftest import tiny_fmgs_field
+from fmgs_field.relevancy import relevancy
+from fmgs_field.teachers import DINOTeacherConfig, resize_feature_map
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_clip
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 
 TINY_CLIP = "fmgs-model-test-tiny-clip"
@@ -21,22 +20,13 @@ TINY_CLIP = "fmgs-model-test-tiny-clip"
 
 @pytest.fixture()
 def tiny_teachers(tmp_path):
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (tmp_path / f"{TINY_CLIP}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path)
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(TINY_CLIP).state_dict(), tmp_path / "clip.pt")
+    clip = write_tiny_clip(tmp_path, name=TINY_CLIP, weights_name="clip.pt", num_scales=2, min_tile=0.25)
     from transformers import ViTConfig, ViTModel
 
     vit = ViTConfig(
         hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, patch_size=8, image_size=32
     )
     ViTModel(vit, add_pooling_layer=False).save_pretrained(tmp_path / "dino")
-    clip = CLIPTeacherConfig(model_name=TINY_CLIP, pretrained=str(tmp_path / "clip.pt"), num_scales=2, min_tile=0.25)
     dino = DINOTeacherConfig(backend="transformers", pretrained=str(tmp_path / "dino"), layer=-1, load_size=24)
     return clip, dino
 
@@ -125,3 +115,44 @@ def test_method_registration():
     assert {"means", "scales", "quats", "features_dc", "features_rest", "opacities", "fmgs_field"} <= set(optimizers)
     assert optimizers["fmgs_field"]["optimizer"].max_norm == 1.0
     assert fmgs.config.pipeline.model.feature_start_step == 30000 and fmgs.config.max_num_iterations == 34200
+
+
+def test_relevancy_at_label_size_and_one_rasterisation_path(transforms_scene, tmp_path, tiny_teachers):
+    """Label-resolution relevancy (LangSplat scores at the label image's size) renders at that size through the
+    model's one ``_rasterize`` call; it is not the half-resolution map resized."""
+    pipeline = _pipeline(transforms_scene, tmp_path, *tiny_teachers)
+    model = pipeline.model
+    with torch.no_grad():  # an untrained field is nearly constant: vary it so the maps have structure
+        for p in model.fmgs_field.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
+    model.eval()
+    camera, _ = pipeline.datamanager.next_eval_image(0)  # 32 x 24
+    teacher = model.clip_teacher
+    text, neg = teacher.encode_text(["a mug", "a plate"]), teacher.canonical_neg_embeds
+    fast = model.relevancy_at(camera, text, neg, (37, 50))
+    assert fast.shape == (37, 50, 2) and ((fast > 0) & (fast < 1)).all()
+    model.config.relevancy_basis_tol = -1.0  # reference: the full CLIP map rendered at 37 x 50
+    with torch.no_grad():
+        full = model.render_feature_maps(camera, size=(37, 50))
+        reference = model.relevancy_at(camera, text, neg, (37, 50))
+    assert full["fmgs_clip"].shape == (37, 50, 16) and full["fmgs_alpha"].shape == (37, 50, 1)
+    torch.testing.assert_close(reference, relevancy(full["fmgs_clip"], text, neg))
+    torch.testing.assert_close(fast, reference, atol=1e-4, rtol=0)
+    upsampled = resize_feature_map(model.relevancy_at(camera, text, neg), (37, 50))  # from 12 x 16
+    assert (upsampled - reference).abs().max() > 1e-3  # 10x the basis path's tolerance above
+    # an exact size equal to the scaled one gives the same render as the fraction
+    model.config.feature_resolution = 1.0
+    with torch.no_grad():
+        by_fraction = model.render_feature_maps(camera)["fmgs_clip"]
+        by_size = model.render_feature_maps(camera, size=(24, 32))["fmgs_clip"]
+    assert by_fraction.shape == (24, 32, 16) and torch.equal(by_fraction, by_size)
+
+    # training at half resolution: odd sizes truncate as Cameras.rescale_output_resolution does, and the camera
+    # object keeps its size (it used to be rescaled in place and back, which lost the odd pixel)
+    model.train()
+    model.config.num_downscales = 1
+    odd = Cameras(camera_to_worlds=camera.camera_to_worlds, fx=30.0, fy=30.0, cx=16.5, cy=12.5, width=33, height=25)
+    params = {k: model.gauss_params[k] for k in model.gauss_params.keys()}
+    render, alpha, _ = model._rasterize(params, odd, odd.camera_to_worlds)
+    assert render.shape == (1, 12, 16, 3) and alpha.shape == (1, 12, 16, 1)
+    assert (int(odd.width), int(odd.height), float(odd.fx)) == (33, 25, 30.0)

@@ -9,13 +9,12 @@ from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerElement
 
 from fmgs_field.data.fmgs_datamanager import FMGSDataManagerConfig
-from fmgs_field.evaluation import evaluate_frame, feature_fidelity, frame_relevancies, summarize
+from fmgs_field.evaluation import evaluate_frame, feature_fidelity, summarize
 from fmgs_field.fmgs_model import FMGSModelConfig
 from fmgs_field.fmgs_pipeline import FMGSPipelineConfig
 from fmgs_field.relevancy import relevancy
 from fmgs_field.teachers.base import resize_feature_map
-from fmgs_field.teachers.tiny import write_tiny_teachers
-from tests.conftest import tiny_fmgs_field
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.data.synthetic_scene import write_synthetic_scene
 
@@ -52,7 +51,7 @@ def _write_labels(folder):
     return folder
 
 
-def _pipeline(root, scene, clip, dino, test_mode="val", eval_labels=None):
+def _pipeline(root, scene, clip, dino, test_mode="val", eval_labels=None, **model_overrides):
     field = tiny_fmgs_field()
     config = FMGSPipelineConfig(
         datamanager=FMGSDataManagerConfig(
@@ -64,7 +63,7 @@ def _pipeline(root, scene, clip, dino, test_mode="val", eval_labels=None):
             feature_cache_dir=root / "cache",
             eval_labels=eval_labels,
         ),
-        model=FMGSModelConfig(fmgs_field=field, feature_start_step=0, num_downscales=0),
+        model=FMGSModelConfig(fmgs_field=field, feature_start_step=0, num_downscales=0, **model_overrides),
     )
     torch.manual_seed(0)
     return config.setup(device="cpu", test_mode=test_mode)
@@ -111,8 +110,12 @@ def test_viewer_query_fields_are_discovered_and_update_embeddings(scene_and_teac
 def test_eval_reports_feature_fidelity_and_lerf_ovs_metrics(scene_and_teachers):
     root, scene, clip, dino = scene_and_teachers
     labels = _write_labels(root / "labels")
-    pipeline = _pipeline(root, scene, clip, dino, test_mode="test", eval_labels=labels)
+    # the full-map relevancy path, so that the numbers by hand below are the same computation
+    pipeline = _pipeline(root, scene, clip, dino, test_mode="test", eval_labels=labels, relevancy_basis_tol=-1.0)
     dm, model = pipeline.datamanager, pipeline.model
+    with torch.no_grad():  # an untrained field is nearly constant, which leaves the relevancy masks to rounding noise
+        for p in model.fmgs_field.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
     assert dm.train_clip_maps == [] and dm.eval_clip_maps == []  # "test" mode: no training maps; eval maps lazily
     assert sorted(dm.eval_labels) == [0, 1]  # eval split = frames 0 and 4; frame 2 (train) is skipped
 
@@ -133,9 +136,10 @@ def test_eval_reports_feature_fidelity_and_lerf_ovs_metrics(scene_and_teachers):
         frame = batch["fmgs_labels"]
         assert (frame.height, frame.width) == (48, 64)
         text = model.clip_teacher.encode_text(list(frame.masks))
-        rel = frame_relevancies(outputs["fmgs_clip"], list(frame.masks), text, model.clip_teacher.canonical_neg_embeds,
-                                (48, 64))
-        results.append(evaluate_frame(rel, frame))
+        with torch.no_grad():  # the full CLIP map rendered at the labels' 48 x 64, not the 12 x 16 feature map resized
+            full = model.render_feature_maps(camera, size=(48, 64))["fmgs_clip"]
+        rel = relevancy(full, text, model.clip_teacher.canonical_neg_embeds)
+        results.append(evaluate_frame({c: rel[..., j] for j, c in enumerate(frame.masks)}, frame))
     expected = summarize(results)
     assert [len(r) for r in results] == [1, 2]
     assert metrics["miou"] == pytest.approx(expected["miou"], abs=1e-6)

@@ -5,6 +5,10 @@ then ``fmgs --load-checkpoint`` on that checkpoint with features from step 6 to 
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -17,9 +21,9 @@ from fmgs_field.field import FMGSField, FMGSFieldHeadNames
 from fmgs_field.fmgs_config import fmgs
 from fmgs_field.query_cli import main as fmgs_query
 from fmgs_field.query_cli import query_slug, split_phrases
-from fmgs_field.teachers.tiny import write_tiny_teachers
-from tests.conftest import tiny_fmgs_field, write_transforms_scene
+from fmgs_field.testing.tiny import tiny_fmgs_field, write_tiny_teachers
 from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.testing import write_transforms_scene
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 
 TINY_FIELD = tiny_fmgs_field()
@@ -180,3 +184,16 @@ def test_eval_labels_after_training(trained_run, tmp_path):
 def test_nothing_to_do_is_an_error(trained_run):
     with pytest.raises(SystemExit, match="nothing to do"):
         fmgs_query(["--load-config", str(trained_run)])
+
+
+def test_missing_config_is_one_error_line(tmp_path):
+    missing = tmp_path / "no_run" / "config.yml"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "fmgs_field.query_cli", "--load-config", str(missing), "--query", "a"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --load-config") and str(missing) in last, out.stderr[-2000:]
+    assert not missing.parent.exists()

@@ -8,7 +8,7 @@ from fmgs_field.relevancy import CANONICAL_NEGATIVES, relevancy
 
 
 def _lerf_get_relevancy(embed, pos_embeds, neg_embeds, positive_id):
-    """LERF's OpenCLIPNetwork.get_relevancy (lerf:lerf/encoders/openclip_encoder.py), rewritten as a reference."""
+    """LERF's OpenCLIPNetwork.get_relevancy (LERF's lerf/encoders/openclip_encoder.py), rewritten as a reference."""
     phrases = torch.cat([pos_embeds, neg_embeds], dim=0)
     output = embed @ phrases.T
     positive_vals = output[..., positive_id : positive_id + 1]

@@ -1,8 +1,7 @@
 """Teachers with tiny random models of the real architectures (no downloads), hybrid maps and the feature cache."""
 
-import json
+from pathlib import Path
 
-import open_clip
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
@@ -19,26 +18,16 @@ from fmgs_field.teachers import (
     image_key,
 )
 from fmgs_field.teachers.pyramid import default_out_stride, stride_ratio, tile_layout, tile_ratios
+from fmgs_field.testing.tiny import write_tiny_clip, write_tiny_teachers
 
 TINY_CLIP = "fmgs-test-tiny-clip"
 
 
 @pytest.fixture(scope="module")
 def tiny_clip_weights(tmp_path_factory):
-    """A tiny OpenCLIP config (ViT tower + text tower with the real BPE vocabulary) and its random weights."""
-    root = tmp_path_factory.mktemp("clip")
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (root / f"{TINY_CLIP}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(root)
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_CLIP, pretrained=None)
-    path = root / "tiny_clip.pt"
-    torch.save(model.state_dict(), path)
-    return path
+    """Weights of a tiny random OpenCLIP model (ViT tower + text tower with the real BPE vocabulary), registered as
+    ``TINY_CLIP``."""
+    return Path(write_tiny_clip(tmp_path_factory.mktemp("clip"), name=TINY_CLIP).pretrained)
 
 
 def _tiny_clip_config(path, **kw):
@@ -242,7 +231,6 @@ def test_cached_teacher_features_second_call_hits(tmp_path, tiny_clip_weights):
 
 def test_clip_model_config_file_is_registered_and_checked(tmp_path):
     from fmgs_field.teachers.clip_teacher import register_model_config
-    from fmgs_field.teachers.tiny import write_tiny_teachers
 
     clip, dino = write_tiny_teachers(tmp_path, clip_dim=8, dino_dim=12)
     assert clip.model_config_file.name == "fmgs-tiny-clip-8.json" and dino.backend == "transformers"

@@ -16,7 +16,7 @@ from nerfstudio.viewer.viewer_elements import ViewerText
 import splat_core.strategy.fastgs as fastgs_module
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.strategy import FastGSStrategy
-from tests.conftest import write_transforms_scene
+from splat_core.testing import write_transforms_scene
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError

@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras
 
-from tests.conftest import look_at
 from splat_core.data.init_points import count_views, focus_point, random_points_in_view
+from splat_core.testing import look_at
 
 
 def _cameras(eyes, target=(0.0, 0.0, 0.0)) -> Cameras:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
-from tests.conftest import look_at
+from splat_core.testing import look_at
 from vlm_instruct_gs.guidance.novel_views import (
     interpolate_poses,
     nearest_neighbours,

@@ -390,3 +390,19 @@ def test_matches_gsplat_cuda_rasterization(rasterize_mode):
     for name, ours, theirs in zip(names, results[1], results[0]):
         scale = theirs.abs().max().item()
         torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-3 * scale, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_gsplat_private_torch_reference_keeps_the_signatures_used():
+    """rasterize_torch calls private functions of gsplat.cuda._torch_impl (see the module docstring): the parameters
+    it passes by name, and the order of those it passes by position, must exist in the installed gsplat."""
+    import inspect
+
+    from gsplat.cuda import _torch_impl
+
+    projection = inspect.signature(_torch_impl._fully_fused_projection).parameters
+    assert list(projection)[:6] == ["means", "covars", "viewmats", "Ks", "width", "height"]
+    assert {"eps2d", "near_plane", "far_plane", "calc_compensations"} <= set(projection)
+    covariance = inspect.signature(_torch_impl._quat_scale_to_covar_preci).parameters
+    assert list(covariance)[:2] == ["quats", "scales"] and {"compute_covar", "compute_preci", "triu"} <= set(covariance)
+    sh = inspect.signature(_torch_impl._spherical_harmonics).parameters
+    assert len(sh) == 3 and list(sh)[1:] == ["dirs", "coeffs"]  # (degree, dirs, coeffs), called positionally

@@ -1,7 +1,7 @@
 """Full-image datamanager that attaches cached teacher feature maps (hybrid CLIP, DINO) to training and eval batches.
 
 Splatfacto trains on whole images through ``FullImageDatamanager``, so where LERF's datamanager attaches per-ray CLIP
-and DINO samples (lerf:lerf/data/lerf_datamanager.py), this one attaches each image's full teacher maps:
+and DINO samples (LERF's lerf/data/lerf_datamanager.py), this one attaches each image's full teacher maps:
 ``batch["fmgs_clip"]`` [h, w, 512] and ``batch["fmgs_dino"]`` [h', w', 384], at the teachers' own resolutions.
 
 - Training images (``test_mode="val"``, i.e. ``ns-train``): maps computed at construction, with a rich progress bar.

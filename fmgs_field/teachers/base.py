@@ -1,6 +1,6 @@
 """Base class of the frozen 2D teachers (CLIP, DINO) whose dense features FMGS distils into its field.
 
-Shaped after lerf:lerf/encoders/image_encoder.py (``BaseImageEncoder``) and lerf/data/utils/dino_extractor.py, with
+Shaped after LERF's lerf/encoders/image_encoder.py (``BaseImageEncoder``) and lerf/data/utils/dino_extractor.py, with
 two differences. Weights are loaded explicitly at construction from a config field, and a missing file raises one
 error naming that field, never a hidden download. The frozen network is kept out of the module tree, so a model
 that owns a teacher neither checkpoints its weights nor lists them in ``parameters()``. ``.to()`` still moves it.
@@ -83,20 +83,6 @@ class FeatureTeacher(nn.Module, ABC):
     @abstractmethod
     def image_features(self, image: Float[Tensor, "H W 3"]) -> Float[Tensor, "h w D"]:
         """Dense feature map of one RGB image with values in [0, 1]."""
-
-
-def as_float_image(image: Tensor) -> Float[Tensor, "H W 3"]:
-    """RGB image as float32 in [0, 1]: uint8 is divided by 255, floats are clamped, an alpha channel dropped.
-
-    Args:
-        image: RGB(A) image, uint8 or float. [H, W, 3 or 4]
-
-    Returns:
-        Float image. [H, W, 3]
-    """
-    if image.dtype == torch.uint8:
-        image = image.float() / 255.0
-    return image[..., :3].float().clamp(0.0, 1.0)
 
 
 def resize_feature_map(

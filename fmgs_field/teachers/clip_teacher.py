@@ -24,10 +24,10 @@ from fmgs_field.teachers.base import (
     FeatureTeacher,
     FeatureTeacherConfig,
     MissingWeightsError,
-    as_float_image,
     normalize_image,
 )
 from fmgs_field.teachers.pyramid import hybrid_clip_map
+from splat_core.images import to_float_image
 
 _HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
@@ -278,7 +278,7 @@ class CLIPTeacher(FeatureTeacher):
         """
         c = self.config
         return hybrid_clip_map(
-            as_float_image(image).to(self.device),
+            to_float_image(image).to(self.device),
             self.encode_image,
             scales=c.num_scales,
             min_tile=c.min_tile,

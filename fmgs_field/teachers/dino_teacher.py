@@ -21,9 +21,9 @@ from fmgs_field.teachers.base import (
     FeatureTeacher,
     FeatureTeacherConfig,
     MissingWeightsError,
-    as_float_image,
     normalize_image,
 )
+from splat_core.images import to_float_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -279,5 +279,5 @@ class DINOTeacher(FeatureTeacher):
         Returns:
             Descriptor map on the teacher's device. [h, w, D]
         """
-        image = as_float_image(image).to(self.device)
+        image = to_float_image(image).to(self.device)
         return dino_feature_map(image, self.extract, self.config.load_size, IMAGENET_MEAN, IMAGENET_STD)

@@ -2,8 +2,8 @@
 
 Teacher maps are computed once per image. A cache entry is one file ``<root>/<teacher name>/<key>.pt`` with
 ``key = sha1(uint8 RGB bytes, image shape, fingerprint JSON)``: a changed image, model, weights tag or extraction
-setting gives a new key, and renaming or moving images does not (LERF keys by path plus a ``.info`` check;
-STYLE.md §7).
+setting gives a new key, and renaming or moving images does not (LERF keys its cache by
+path, with a ``.info`` check of the encoder).
 Maps are stored as float16 (half the disk, as LERF stores its CLIP pyramid) and returned as float32 on the CPU.
 """
 
@@ -20,7 +20,8 @@ from jaxtyping import Float
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from fmgs_field.teachers.base import FeatureTeacher, as_float_image
+from fmgs_field.teachers.base import FeatureTeacher
+from splat_core.images import to_uint8_image
 
 
 def image_key(image: Tensor, fingerprint: Mapping[str, Any]) -> str:
@@ -35,8 +36,7 @@ def image_key(image: Tensor, fingerprint: Mapping[str, Any]) -> str:
     Returns:
         40-character hex key.
     """
-    rgb = image if image.dtype == torch.uint8 else (as_float_image(image) * 255.0).round().to(torch.uint8)
-    rgb = rgb[..., :3].detach().cpu().contiguous()
+    rgb = to_uint8_image(image)
     digest = hashlib.sha1()
     digest.update(rgb.numpy().tobytes())
     digest.update(json.dumps({"shape": list(rgb.shape), "fp": fingerprint}, sort_keys=True, default=str).encode())

@@ -3,6 +3,14 @@
 Projection and spherical harmonics are gsplat's own PyTorch references (``gsplat.cuda._torch_impl``); alpha
 compositing re-implements gsplat's CUDA ``rasterize_to_pixels`` (forward and backward) in batched tensor ops, with no
 loop over Gaussians. It runs on any device; it exists for CPU tests and demos, since gsplat's kernels are CUDA-only.
+
+``_torch_impl`` is private to gsplat, so what this module relies on is named here: ``_quat_scale_to_covar_preci(quats,
+scales, compute_covar=, compute_preci=, triu=)``, ``_fully_fused_projection(means, covars, viewmats, Ks, width, height,
+eps2d=, near_plane=, far_plane=, calc_compensations=)`` returning ``(radii, means2d, depths, conics, compensations)``,
+and ``_spherical_harmonics(degree, dirs, coeffs)`` (positional: its first parameter is ``degree`` in 1.4-1.5.2 and
+``degrees_to_use`` in 1.5.3). These are alike in every gsplat of the project's range (``gsplat>=1.4.0,<1.6``) but for
+the radii, ``[C, N]`` before 1.5 and ``[C, N, 2]`` from 1.5 on, which the code handles;
+``tests/test_torch_rasterizer.py`` checks the installed gsplat's signatures and passes on gsplat 1.4.0 and 1.5.3.
 """
 
 import math
