@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.guidance.phases import (
     GuidanceSchedule,
     active_phases,
@@ -15,7 +16,6 @@ from vlm_instruct_gs.guidance.phases import (
     settled_query_phases,
     unapplied_queries,
 )
-from splat_core.strategy import FastGSStrategy
 
 
 def test_default_schedule_matches_the_issue():

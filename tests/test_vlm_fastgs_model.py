@@ -10,9 +10,9 @@ from nerfstudio.models.splatfacto import SH2RGB
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
 from splat_core.data.scene_dataparser import SceneDataParserConfig
+from splat_core.model import camera_extent, gaussians_from_points
 from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
-from splat_core.model import camera_extent, gaussians_from_points
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 
 
