@@ -17,14 +17,14 @@ from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _model(scene, num_downscales=0, **strategy_kwargs):
+def _model(scene, num_downscales=0, device="cpu", **strategy_kwargs):
     config = VanillaPipelineConfig(
         datamanager=FullImageDatamanagerConfig(
             dataparser=SceneDataParserConfig(data=scene, num_random_points=80), cache_images_type="uint8"
         ),
         model=VLMFastGSModelConfig(num_downscales=num_downscales, fastgs=FastGSStrategy(**strategy_kwargs)),
     )
-    pipeline = config.setup(device="cpu", test_mode="val")
+    pipeline = config.setup(device=device, test_mode="val")
     model = pipeline.model
     with torch.no_grad():  # larger, more opaque Gaussians than the init: real occlusion in the 32x24 views
         model.gauss_params["scales"] += 1.5
@@ -102,3 +102,17 @@ def test_box_footprints_count_more_than_blended(transforms_scene):
     blended = _scores(_model(transforms_scene))
     box = _scores(_model(transforms_scene, score_footprint="box"))
     assert box["densify_score"].sum() > blended["densify_score"].sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="No CUDA device")
+def test_cuda_scores_match_cpu(transforms_scene):
+    """gsplat's kernels and rasterize_to_indices_in_range give the CPU path's scores for the same Gaussians."""
+    cpu = _model(transforms_scene)
+    gpu = _model(transforms_scene, device="cuda")
+    with torch.no_grad():
+        for k, v in cpu.gauss_params.items():
+            gpu.gauss_params[k].copy_(v)
+    a, b = _scores(cpu, seed=5), _scores(gpu, seed=5)
+    diff = (a["densify_score"] - b["densify_score"].cpu()).abs()
+    assert a["densify_score"].sum() > 0 and diff.max() <= 2 and (diff > 0).float().mean() <= 0.05
+    torch.testing.assert_close(b["prune_score"].cpu(), a["prune_score"], rtol=0, atol=0.02)
