@@ -1,53 +1,116 @@
-"""Side-by-side benchmark: splatfacto vs vlm-fastgs from the same random points, seed, budget and scene.
+"""Side-by-side benchmark: splatfacto vs vlm-fastgs from the same random points, seeds, budget and scene.
 
-Each method trains in its own process (``--run-one``) so peak GPU memory is its own. Both use the project's scene
-dataparser with ``init=random``: the same ``--num-random`` points, drawn where the training cameras look from the
-same seed, reach each model as its initial point cloud. After training, the eval split is scored in the same process
-(as ``ns-eval`` does: PSNR, SSIM, LPIPS when available, and coverage, the share of pixels with mean absolute error
-below ``--coverage-threshold``), loss / Gaussian-count curves are read from the run's tensorboard events, and guided
-runs report per-phase Gaussian counts and what the guidance cost and did (:func:`guidance_summary`).
+Each run (one method, one seed) trains in its own process (``--run-one``) with its own run folder, so its peak GPU
+memory, checkpoint and TensorBoard events are its own; ``--jobs N`` runs N of them at once on one GPU. All use the
+project's scene dataparser with ``init=random``: the same ``--num-random`` points, drawn where the training cameras
+look from the run's seed, reach each model as its initial point cloud.
 
-Usage (GPU)::
+During training the eval split is scored at fixed steps (``--eval-steps``; by default 1k, 2k, 4k, 6k, 8k, 11k, 14k,
+17k and 20k, scaled to ``--iterations``): test PSNR / SSIM / coverage (the share of pixels with mean absolute error
+below ``--coverage-threshold``) and the Gaussian count, with the training wall time at that point (eval time
+excluded); one fixed test view is saved at the progress steps (2k, 4k, 8k, 14k, 20k, scaled). After training the eval
+split is scored as ``ns-eval`` does (PSNR, SSIM, LPIPS when available, coverage), loss / Gaussian-count curves are
+read from the run's TensorBoard events, and guided runs report per-phase Gaussian counts and what the guidance cost.
 
-    python benchmarks/compare_methods.py --data .scenes/desk_vr --downscale 2 --iterations 20000 \\
-        --out docs/benchmarks/desk_vr_2x --methods splatfacto vlm-fastgs
+The report (``results.json``, ``results.md``, ``curves.png``, ``progress.png``; :mod:`bench_report`) gives each
+method's mean ± std over ``--seeds`` and its *time to quality*: the training seconds until test PSNR first reaches
+the ``--reference`` method's final PSNR (mean over seeds) minus 0.1 dB.
 
-``--run-one METHOD`` trains one method and writes ``<out>/<method>.json``; without it, each method in ``--methods``
-runs in turn (skipping finished ones) and the report (``results.json``, ``results.md``, ``curves.png``) is written.
-``--report-only`` writes the report from existing JSON files.
+Methods: a registered method name, then optionally ``:VARIANT`` (vlm-fastgs: ``default`` for gsplat's
+DefaultStrategy, ``legacy`` for the FastGS settings before FastGS-faithful scores and early growth,
+``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``; unguided without it) and
+``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``).
+
+Usage (GPU; all runs of a scene in one call, 9 at a time)::
+
+    python benchmarks/compare_methods.py --data ../shared/data/desk_vr --downscale 2 --iterations 20000 \\
+        --out docs/benchmarks/desk_vr_2x --seeds 42 7 123 --jobs 9 \\
+        --methods splatfacto vlm-fastgs:legacy vlm-fastgs vlm-fastgs+image-evidence
+
+Without ``--run-one``, every (method, seed) without a finished ``<out>/<method>_s<seed>.json`` runs (logs in
+``<out>/logs/``), then the report is written; a re-run resumes. ``--report-only`` writes the report from existing
+JSON files.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-METRIC_COLUMNS = ("psnr", "ssim", "lpips")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_report sits beside this script
+import bench_report  # noqa: E402
+from bench_report import guidance_table, phase_table  # noqa: E402,F401  (the report's tables, importable from here)
+
+EVAL_STEPS = (1000, 2000, 4000, 6000, 8000, 11000, 14000, 17000, 20000)
+"""Steps of the eval curve in a 20k-step run (scaled to shorter budgets)."""
+PROGRESS_STEPS = (2000, 4000, 8000, 14000, 20000)
+"""Steps at which the fixed test view is saved for the progress picture (scaled likewise)."""
+FULL_BUDGET = 20000
+
+
+def scaled_steps(steps: Sequence[int], iterations: int, full: int = FULL_BUDGET) -> List[int]:
+    """``steps`` of a ``full``-step run scaled to ``iterations`` (each at least 1, at most ``iterations``), sorted,
+    duplicates dropped."""
+    return sorted({min(iterations, max(1, round(s * iterations / full))) for s in steps})
+
+
+def parse_method(method: str) -> Dict:
+    """``NAME[:VARIANT][+SOURCE][@FIELD=VALUE,...]`` into its parts (see the module docstring)."""
+    method, _, overrides = method.partition("@")
+    method, _, source = method.partition("+")
+    name, _, variant = method.partition(":")
+    fields = dict(item.split("=", 1) for item in overrides.split(",") if item) if overrides else {}
+    return {"name": name, "variant": variant, "source": source, "overrides": fields}
+
+
+def _override(strategy, fields: Dict[str, str]):
+    """``strategy`` with string ``fields`` converted to each field's type."""
+    known = {f.name: f for f in dataclasses.fields(strategy)}
+    values = {}
+    for key, text in fields.items():
+        if key not in known:
+            raise SystemExit(f"error: FastGSStrategy has no field {key!r}")
+        current = getattr(strategy, key)
+        if isinstance(current, bool):
+            values[key] = text.lower() in ("1", "true", "yes")
+        elif isinstance(current, (int, float)):
+            values[key] = type(current)(float(text)) if isinstance(current, int) else float(text)
+        else:
+            values[key] = text
+    return dataclasses.replace(strategy, **values)
 
 
 def trainer_config(method: str, args: argparse.Namespace):
-    """The nerfstudio TrainerConfig of ``method`` with the shared scene, init, seed and budget.
+    """The nerfstudio TrainerConfig of ``method`` with the shared scene, init, seed (``args.seed``) and budget.
 
-    ``method`` is a registered method name, optionally with a vlm-fastgs strategy variant after a colon
-    (``vlm-fastgs:default`` trains with gsplat's DefaultStrategy) and a guidance source after a plus
-    (``vlm-fastgs+image-evidence``, ``vlm-fastgs+vlm``). Without a plus, vlm-fastgs trains unguided
-    (``guidance.source none``), as the recorded FastGS-strategy runs did.
+    ``method`` is ``NAME[:VARIANT][+SOURCE][@FIELD=VALUE,...]`` (module docstring). Without a ``+SOURCE``, vlm-fastgs
+    trains unguided (``guidance.source none``), as the recorded FastGS-strategy runs did.
     """
     from nerfstudio.configs.method_configs import all_methods
 
     from splat_core.data.scene_dataparser import SceneDataParserConfig
+    from splat_core.strategy import FastGSStrategy
 
-    method, _, source = method.partition("+")
-    name, _, variant = method.partition(":")
+    parts = parse_method(method)
+    name, variant, source = parts["name"], parts["variant"], parts["source"]
     config = all_methods[name]
-    if variant:
+    if variant == "legacy":
+        config.pipeline.model.strategy = "fastgs"
+        config.pipeline.model.fastgs = FastGSStrategy.legacy()
+    elif variant:
         config.pipeline.model.strategy = variant
+    if parts["overrides"]:
+        if not hasattr(config.pipeline.model, "fastgs"):
+            raise SystemExit(f"error: {name} has no FastGS strategy fields to set")
+        config.pipeline.model.fastgs = _override(config.pipeline.model.fastgs, parts["overrides"])
     if hasattr(config.pipeline, "guidance"):
         config.pipeline.guidance.source = source or "none"
         if args.vlm_model_path:
@@ -139,12 +202,15 @@ def guidance_summary(pipeline) -> Optional[Dict]:
     }
 
 
-def evaluate(pipeline, coverage_threshold: float = 0.1) -> Dict[str, float]:
+def evaluate(pipeline, coverage_threshold: float = 0.1, with_lpips: bool = True,
+             first_view: Optional[list] = None) -> Dict[str, float]:
     """Mean PSNR / SSIM / LPIPS over the eval split, with splatfacto's metric definitions for every method, and
     coverage: the fraction of test pixels whose mean absolute RGB error is below ``coverage_threshold``.
 
     nerfstudio's ``get_average_eval_image_metrics`` calls the model's own metric code, whose LPIPS needs weights that
     cannot be downloaded offline; this loop computes the same metrics with one offline-safe LPIPS for all methods.
+    ``with_lpips=False`` leaves LPIPS out (the eval curve); ``first_view``, a list, receives the render and the ground
+    truth ([H, W, 3] float in [0, 1]) of the first eval view.
     """
     import torch
     from torchmetrics.image import PeakSignalNoiseRatio
@@ -154,7 +220,7 @@ def evaluate(pipeline, coverage_threshold: float = 0.1) -> Dict[str, float]:
 
     model = pipeline.model
     psnr = PeakSignalNoiseRatio(data_range=1.0).to(model.device)
-    lpips = OptionalLPIPS(normalize=True)
+    lpips = OptionalLPIPS(normalize=True) if with_lpips else None
     rows: List[Dict[str, float]] = []
     with torch.no_grad():
         for camera, batch in pipeline.datamanager.fixed_indices_eval_dataloader:
@@ -164,11 +230,95 @@ def evaluate(pipeline, coverage_threshold: float = 0.1) -> Dict[str, float]:
             pred_b = outputs["rgb"].permute(2, 0, 1)[None]
             row = {"psnr": float(psnr(pred_b, gt_b)), "ssim": float(model.ssim(gt_b, pred_b)),
                    "coverage": pixel_coverage(outputs["rgb"], gt.to(model.device), coverage_threshold)}
-            value = lpips(pred_b, gt_b)
+            value = lpips(pred_b, gt_b) if lpips is not None else None
             if value is not None:
                 row["lpips"] = float(value)
+            if first_view is not None and not first_view:
+                first_view.extend([outputs["rgb"].cpu(), gt.cpu()])
             rows.append(row)
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} | {"num_eval_images": float(len(rows))}
+
+
+def _save_png(image, path: Path) -> str:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((image.clamp(0, 1) * 255).round().byte().numpy()).save(path)
+    return str(path)
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the output folder ``root`` (the record stays readable when the folder moves)."""
+    return os.path.relpath(Path(path).resolve(), Path(root).resolve())
+
+
+class EvalCurve:
+    """A training callback that scores the eval split at fixed steps, with the training wall time at each.
+
+    ``wall_s`` at a point is the time since :meth:`start`, minus the time spent in earlier evals and in this one:
+    CUDA is synchronised before each reading, so queued training work is counted as training. At the progress
+    steps the first eval view's render is saved under ``image_dir``.
+    """
+
+    def __init__(self, pipeline, eval_steps: Sequence[int], progress_steps: Sequence[int], image_dir: Path,
+                 coverage_threshold: float):
+        self.pipeline, self.image_dir, self.coverage_threshold = pipeline, image_dir, coverage_threshold
+        self.eval_steps, self.progress_steps = sorted(eval_steps), set(progress_steps)
+        self.points: List[Dict[str, float]] = []
+        self.images: Dict[int, str] = {}
+        self.gt: Optional[str] = None
+        self.eval_seconds = 0.0
+        self._start = None
+
+    def callback(self):
+        """The nerfstudio ``TrainingCallback`` (after the iteration of loop step ``s``, i.e. at ``s + 1`` steps)."""
+        from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackLocation
+
+        return TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self,
+                                iters=tuple(s - 1 for s in self.eval_steps))
+
+    def start(self) -> None:
+        self._sync()
+        self._start = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Training wall time so far, evals excluded."""
+        self._sync()
+        return time.perf_counter() - self._start - self.eval_seconds
+
+    @staticmethod
+    def _sync() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def __call__(self, step: int) -> None:
+        wall = self.train_seconds()
+        begin = time.perf_counter()
+        done = step + 1
+        first_view: list = []
+        self.pipeline.eval()
+        try:
+            metrics = evaluate(self.pipeline, self.coverage_threshold, with_lpips=False, first_view=first_view)
+        finally:
+            self.pipeline.train()
+        self.points.append({"step": done, "wall_s": wall, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                            "coverage": metrics["coverage"], "num_gaussians": int(self.pipeline.model.num_points)})
+        if done in self.progress_steps and first_view:
+            self.images[done] = _save_png(first_view[0], self.image_dir / f"step_{done:06d}.png")
+            if self.gt is None:
+                self.gt = _save_png(first_view[1], self.image_dir / "ground_truth.png")
+        self._sync()
+        self.eval_seconds += time.perf_counter() - begin
+
+
+def run_name(method: str, seed: int) -> str:
+    """File stem of a run's result: ``<method>_s<seed>`` with ``:``/``+``/``@``/``=``/``,`` made path-safe."""
+    safe = method
+    for ch, sub in ((":", "-"), ("+", "-"), ("@", "--"), ("=", "-"), (",", "-")):
+        safe = safe.replace(ch, sub)
+    return f"{safe}_s{seed}"
 
 
 def run_one(method: str, args: argparse.Namespace) -> Dict:
@@ -177,19 +327,23 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     from splat_core.compat import offline_safe_lpips
 
     config = trainer_config(method, args)
-    config.set_timestamp()
+    # One folder per run even when runs of one method start in the same second (nerfstudio's timestamp has
+    # 1 s resolution): name, seed, time and process id.
+    config.timestamp = f"{run_name(method, args.seed)}_{time.strftime('%Y-%m-%d_%H%M%S')}_{os.getpid()}"
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     with offline_safe_lpips():  # splatfacto builds LPIPS in populate_modules, which needs a download otherwise
         trainer.setup()
+    eval_steps = args.eval_steps or scaled_steps(EVAL_STEPS, args.iterations)
+    progress = scaled_steps(PROGRESS_STEPS, args.iterations)
+    curve = EvalCurve(trainer.pipeline, eval_steps, progress, Path(args.out) / "progress" / run_name(method, args.seed),
+                      args.coverage_threshold)
+    trainer.callbacks.append(curve.callback())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    curve.start()
     trainer.train()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
+    wall = curve.train_seconds()
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     pipeline = trainer.pipeline
     pipeline.eval()
@@ -200,6 +354,7 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     checkpoints = sorted((config.get_base_dir() / "nerfstudio_models").glob("step-*.ckpt"))
     return {
         "method": method,
+        "seed": args.seed,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "date": str(date.today()),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -207,130 +362,99 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
         "metrics": evaluate(pipeline, args.coverage_threshold),
         "coverage_threshold": args.coverage_threshold,
         "num_gaussians": int(pipeline.model.num_points),
+        "eval_curve": curve.points,
+        "eval_seconds": curve.eval_seconds,
+        "progress_images": {str(k): _relative(v, args.out) for k, v in sorted(curve.images.items())},
+        "progress_gt": _relative(curve.gt, args.out) if curve.gt else None,
         "phase_ends": phase_ends,
         "gaussians_at_phase_end": counts_at(curves.get("gaussians", []), phase_ends),
         "guidance": guidance_summary(pipeline),
         "vlm_model_path": args.vlm_model_path if "+vlm" in method else None,
         "train_wall_s": wall,
         "peak_gpu_mem_gib": peak,
+        "concurrent_jobs": args.jobs,
         "config": str(config.get_base_dir() / "config.yml"),
         "checkpoint": str(checkpoints[-1]) if checkpoints else None,
         "curves": curves,
     }
 
 
-def _fmt(value: Optional[float], spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def metrics_table(results: List[Dict], iterations: int) -> List[str]:
-    """Markdown rows: quality, size, time and memory of each method."""
-    rows = ["| method | PSNR | SSIM | LPIPS | coverage | Gaussians | train wall (s) | s / 1k iter | peak GPU mem (GiB) |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        m = r["metrics"]
-        rows.append(
-            f"| {r['method']} | {m['psnr']:.2f} | {m['ssim']:.3f} | {_fmt(m.get('lpips'), '.3f')} | "
-            f"{_fmt(m.get('coverage'), '.3f')} | {r['num_gaussians']:,} | {r['train_wall_s']:.0f} | "
-            f"{1000 * r['train_wall_s'] / iterations:.1f} | {r['peak_gpu_mem_gib']:.2f} |"
-        )
-    return rows
-
-
-def phase_table(results: List[Dict]) -> List[str]:
-    """Markdown rows: Gaussian counts at the end of each guidance phase (runs recorded before the counts were
-    kept are left out)."""
-    rows = [r for r in results if r.get("gaussians_at_phase_end")]
-    if not rows:
-        return []
-    ends = rows[0]["phase_ends"]
-    out = ["| method | " + " | ".join(f"{p} (< {s:,})" for p, s in ends.items()) + " | final |",
-           "|---|" + "---|" * (len(ends) + 1)]
-    for r in rows:
-        counts = r["gaussians_at_phase_end"]
-        out.append(f"| {r['method']} | " + " | ".join(_fmt(counts.get(p), ",") for p in ends)
-                   + f" | {r['num_gaussians']:,} |")
-    return out
-
-
-def guidance_table(results: List[Dict]) -> List[str]:
-    """Markdown rows: per guided run and phase, queries, boxes, source time and Gaussians guided; and the wall-time
-    overhead against the unguided ``vlm-fastgs`` run when there is one."""
-    guided = [r for r in results if r.get("guidance")]
-    if not guided:
-        return []
-    base = next((r for r in results if r["method"] == "vlm-fastgs"), None)
-    out = ["| method | phase | queries applied | boxes | source time (s) | densify-guided GSs | prune-guided GSs |",
-           "|---|---|---|---|---|---|---|"]
-    notes = []
-    for r in guided:
-        g = r["guidance"]
-        for phase, p in g["phases"].items():
-            out.append(f"| {r['method']} | {phase} | {p['queries']} | {p['boxes']} | {p['source_s']:.1f} | "
-                       f"{p['densify_gaussians']:,} | {p['prune_gaussians']:,} |")
-        overhead = (f"; wall time {100 * (r['train_wall_s'] / base['train_wall_s'] - 1):+.1f}% against unguided "
-                    "vlm-fastgs" if base else "")
-        notes.append(f"- {r['method']}: source busy {g['worker_busy_s']:.1f} s on the worker thread; training "
-                     f"thread {g['main_thread_snapshot_s']:.1f} s snapshotting + {g['main_thread_apply_s']:.1f} s "
-                     f"applying; {g['dropped_queries']} queries dropped{overhead}")
-    return [*out, "", *notes]
-
-
 def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
-    """``results.json``, ``results.md`` (metrics, per-phase counts, guidance cost) and ``curves.png`` under --out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``results.json``, ``results.md`` (summary over seeds, eval curve, per-phase counts, guidance cost),
+    ``curves.png`` and ``progress.png`` under --out."""
     out = Path(args.out)
     gpu = ", ".join(sorted({r.get("gpu", "unknown") for r in results}))
+    seeds = sorted({r.get("seed") for r in results if r.get("seed") is not None})
+    jobs = sorted({r.get("concurrent_jobs") or 1 for r in results})
     meta = {"date": ", ".join(sorted({r.get("date", "unknown") for r in results})), "gpu": gpu,
             "commands": [r.get("command", "") for r in results], "data": str(args.data),
             "downscale": args.downscale, "iterations": args.iterations, "num_random": args.num_random,
-            "seed": args.seed, "init": args.init}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+            "seeds": seeds, "init": args.init, "reference": args.reference, "concurrent_jobs": jobs}
+    target = bench_report.quality_target(results, args.reference)
+    for r in results:
+        r["time_to_quality"] = bench_report.time_to_quality(r, target)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "quality_target_psnr": target, "results": results},
+                                                 indent=1))
     start = f"{args.num_random} random points" if args.init == "random" else "SfM points"
-    metrics = metrics_table(results, args.iterations)
+    summary = bench_report.summary_table(results, args.reference, args.iterations)
     threshold = next((r["coverage_threshold"] for r in results if "coverage_threshold" in r), args.coverage_threshold)
-    md = [f"# {Path(args.data).name} at {args.downscale}x, {args.iterations} iterations, from {start}",
-          "", f"GPU: {gpu}; date: {meta['date']}; seed {args.seed}", "", "Commands (one process per method):", "",
-          *[f"- `{c}`" for c in meta["commands"]], "", *metrics, "",
-          f"Coverage: fraction of test pixels whose mean absolute RGB error is below {threshold}.", ""]
-    phases, guidance = phase_table(results), guidance_table(results)
+    ttq = ("no run of the reference method in this record" if target is None else
+           f"training seconds until test PSNR first reaches {target:.2f} dB ({args.reference}'s final PSNR, mean "
+           f"over its seeds, minus {bench_report.QUALITY_MARGIN_DB} dB), at the eval points")
+    md = [f"# {Path(args.data).name} at {args.downscale}x, {args.iterations} iterations, from {start}", "",
+          f"GPU: {gpu}; date: {meta['date']}; seeds {', '.join(map(str, seeds))}; runs at a time on the GPU: "
+          f"{', '.join(map(str, jobs))} (wall times compare within this record only)", "",
+          "Commands (one process per run):", "", *[f"- `{c}`" for c in sorted(set(meta["commands"]))], "",
+          "Mean ± std over seeds.", "", *summary, "",
+          f"Coverage: fraction of test pixels whose mean absolute RGB error is below {threshold}. Time to quality: "
+          f"{ttq}. Train wall excludes the eval-curve evaluations.", ""]
+    for title, key, spec in (("Test PSNR (dB) at each eval step", "psnr", ".2f"),
+                             ("Test coverage at each eval step", "coverage", ".3f"),
+                             ("Training wall time (s, eval excluded) at each eval step", "wall_s", ".0f"),
+                             ("Gaussians at each eval step", "num_gaussians", ",.0f")):
+        rows = bench_report.curve_table(results, key, spec)
+        if rows:
+            md += [f"## {title}", "", *rows, ""]
+    phases, guidance = bench_report.phase_table(results), bench_report.guidance_table(results)
     if phases:
         md += ["## Gaussians at the end of each guidance phase", "", *phases, ""]
     if guidance:
         md += ["## Guidance", "", *guidance, ""]
-    (out / "results.md").write_text("\n".join([*md, "![curves](curves.png)", ""]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for r in results:
-        for ax, key in zip(axes, ("loss", "gaussians")):
-            pts = r["curves"].get(key, [])
-            if pts:
-                values = [p[1] for p in pts]
-                if key == "loss":  # per-step losses swing with the view and background: show a running mean
-                    w = 25
-                    values = [sum(values[max(0, i - w + 1) : i + 1]) / len(values[max(0, i - w + 1) : i + 1])
-                              for i in range(len(values))]
-                ax.plot([p[0] for p in pts], values, label=r["method"])
-    ends = next((r["phase_ends"] for r in results if r.get("phase_ends")), {})
-    for phase, step in ends.items():
-        if step < args.iterations:
-            axes[1].axvline(step, color="grey", ls=":", lw=1)
-            axes[1].text(step, axes[1].get_ylim()[1], f" end of {phase}", rotation=90, va="top", fontsize=7)
-    axes[0].set(title="training loss (running mean of 25 logs)", xlabel="iteration", yscale="log")
-    axes[1].set(title="number of Gaussians", xlabel="iteration")
-    for ax in axes:
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
-    print("\n".join([*metrics, "", *phases, "", *guidance]))
+    phase_ends = next((r["phase_ends"] for r in results if r.get("phase_ends")), {})
+    bench_report.plot_curves(results, out / "curves.png", target, phase_ends, args.iterations)
+    md += ["![eval curve, loss and Gaussians](curves.png)", ""]
+    if bench_report.plot_progress(results, out / "progress.png", out, seed=(args.seeds or [None])[0]):
+        md += ["One fixed test view during training (first seed):", "", "![progress](progress.png)", ""]
+    (out / "results.md").write_text("\n".join(md))
+    print("\n".join([*summary, "", *phases, "", *guidance]))
 
 
-def _file_name(method: str) -> str:
-    return method.replace(":", "-").replace("+", "-")
+def run_all(args: argparse.Namespace, argv: Sequence[str]) -> List[str]:
+    """Run every (method, seed) of ``args`` without a result JSON, ``args.jobs`` processes at a time, each logging
+    to ``<out>/logs/<run>.log``. Returns the runs that failed."""
+    out = Path(args.out)
+    todo = [(m, s) for s in args.seeds for m in args.methods if not (out / f"{run_name(m, s)}.json").exists()]
+    (out / "logs").mkdir(exist_ok=True)
+    running: List = []
+    failed: List[str] = []
+    while todo or running:
+        while todo and len(running) < max(1, args.jobs):
+            method, seed = todo.pop(0)
+            name = run_name(method, seed)
+            log = open(out / "logs" / f"{name}.log", "w")
+            cmd = [sys.executable, __file__, *argv, "--run-one", method, "--seed", str(seed)]
+            running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+            print(f"started {name}", flush=True)
+        time.sleep(0.5)
+        for item in list(running):
+            name, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f"finished {name}: exit {proc.returncode}", flush=True)
+                if proc.returncode != 0:
+                    failed.append(name)
+    return failed
 
 
 def main(argv: List[str] | None = None) -> None:
@@ -340,8 +464,14 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--num-random", type=int, default=100)
     parser.add_argument("--init", choices=["random", "sfm"], default="random")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--methods", nargs="+", default=["splatfacto", "vlm-fastgs"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="each method runs once per seed")
+    parser.add_argument("--seed", type=int, default=42, help="the seed of a --run-one run")
+    parser.add_argument("--methods", nargs="+", default=["splatfacto", "vlm-fastgs:legacy", "vlm-fastgs"])
+    parser.add_argument("--reference", default="vlm-fastgs:legacy",
+                        help="method whose final PSNR (mean over seeds) minus 0.1 dB defines time to quality")
+    parser.add_argument("--eval-steps", type=int, nargs="+", default=None,
+                        help="steps of the eval curve (default: 1k 2k 4k 6k 8k 11k 14k 17k 20k scaled to --iterations)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (separate processes, one GPU)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--runs-dir", default=None, help="where ns-train run folders go (default: OUT/runs)")
     parser.add_argument("--vlm-model-path", default=None,
@@ -350,22 +480,21 @@ def main(argv: List[str] | None = None) -> None:
                         help="per-pixel mean absolute RGB error (0-1) below which a test pixel counts as covered")
     parser.add_argument("--run-one", default=None)
     parser.add_argument("--report-only", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.run_one:
         result = run_one(args.run_one, args)
-        (out / f"{_file_name(args.run_one)}.json").write_text(json.dumps(result, indent=1))
+        (out / f"{run_name(args.run_one, args.seed)}.json").write_text(json.dumps(result, indent=1))
         return
-    if not args.report_only:
-        for method in args.methods:
-            if (out / f"{_file_name(method)}.json").exists():
-                continue
-            cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--run-one", method]
-            subprocess.run(cmd, check=True)
-    files = [out / f"{_file_name(m)}.json" for m in args.methods]
+    failed = [] if args.report_only else run_all(args, argv)
+    files = [out / f"{run_name(m, s)}.json" for m in args.methods for s in args.seeds]
     results = [json.loads(f.read_text()) for f in files if f.exists()]
-    write_report(args, results)
+    if results:
+        write_report(args, results)
+    if failed:
+        raise SystemExit(f"error: {len(failed)} runs failed (logs in {out / 'logs'}): {', '.join(failed)}")
 
 
 if __name__ == "__main__":

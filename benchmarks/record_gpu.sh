@@ -31,11 +31,11 @@ case $stage in
   unguided) "${bench[@]}" --run-one vlm-fastgs ;;
   image-evidence)
     "${bench[@]}" --run-one vlm-fastgs+image-evidence
-    pack_guidance "$out/desk_vr_2x_guided/vlm-fastgs-image-evidence.json" image-evidence ;;
+    pack_guidance "$out/desk_vr_2x_guided/vlm-fastgs-image-evidence_s42.json" image-evidence ;;
   vlm)
     python -m vlm_instruct_gs.testing.tiny_vlm .runs/tiny_vlm
     "${bench[@]}" --run-one vlm-fastgs+vlm --vlm-model-path .runs/tiny_vlm
-    pack_guidance "$out/desk_vr_2x_guided/vlm-fastgs-vlm.json" vlm ;;
+    pack_guidance "$out/desk_vr_2x_guided/vlm-fastgs-vlm_s42.json" vlm ;;
   splatfacto) "${bench[@]}" --run-one splatfacto ;;
   fmgs)
     # Geometry: $CKPT, by default the unguided stage's vlm-fastgs checkpoint in this machine's .runs, frozen.

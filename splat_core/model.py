@@ -38,15 +38,23 @@ from nerfstudio.models.splatfacto import (
     get_viewmat,
     num_sh_bases,
     random_quat_tensor,
+    resize_image,
 )
+from pytorch_msssim import ssim
 from torch import Tensor
 
 from splat_core.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
 from splat_core.metrics import pixel_coverage
 from splat_core.rendering import rasterize
+from splat_core.rendering.contributions import count_contributions
+from splat_core.rendering.footprint import count_in_footprints
 from splat_core.rendering.views import RenderedView
 from splat_core.ssim import FastSSIM
-from splat_core.strategy import FastGSStrategy, compute_view_scores
+from splat_core.strategy import FastGSStrategy, high_error_masks, view_scores_from_counts
+
+SCORE_PIXELS_PER_RENDER = 1 << 24
+"""At most this many pixels (all cameras together) per rasterization of FastGS's score views (10 views of 1080p
+render in two calls), which bounds the memory of one batched render."""
 
 # ns-train/ns-eval/ns-viewer/ns-render import this module (method registry or config.yml) before their torch.load
 allow_nerfstudio_checkpoints()
@@ -371,11 +379,17 @@ class SplatModel(SplatfactoModel):
 
     @torch.no_grad()
     def score_views(self, num_views: int) -> Dict[str, Tensor]:
-        """FastGS multi-view scores from ``num_views`` random training views at the current training resolution.
+        """FastGS multi-view scores from ``num_views`` random training views.
 
-        Each view is rendered over splatfacto's eval background, its per-pixel L1 error (mean over RGB) against the
-        ground truth and its loss 0.8 L1 + 0.2 (1 - SSIM) go to
-        :func:`~splat_core.strategy.view_scores.compute_view_scores`.
+        The views are rendered at the strategy's ``score_resolution`` (full training resolution by default, the
+        resolution FastGS's ``densify_min_count`` is given in), views of one size in one multi-camera rasterization
+        (at most :data:`SCORE_PIXELS_PER_RENDER` pixels each), over splatfacto's eval background. Per view: the L1
+        error map (mean over RGB) against the ground truth, thresholded by
+        :func:`~splat_core.strategy.view_scores.high_error_masks`; its loss 0.8 L1 + 0.2 (1 - SSIM); each Gaussian's
+        high-error pixels counted by the strategy's ``score_footprint`` (blended into,
+        :func:`~splat_core.rendering.contributions.count_contributions`, or in its box,
+        :func:`~splat_core.rendering.footprint.count_in_footprints`); then
+        :func:`~splat_core.strategy.view_scores.view_scores_from_counts`.
 
         Returns:
             ``{"densify_score": [N], "prune_score": [N]}`` for the current Gaussians.
@@ -385,32 +399,75 @@ class SplatModel(SplatfactoModel):
         """
         if self._train_views is None:
             raise RuntimeError("FastGS needs the training views: set up the model through a nerfstudio Trainer")
+        strategy: FastGSStrategy = self.strategy
         views = self._train_views
+        scale = 1 if strategy.score_resolution == "full" else int(self._get_downscale_factor())
         background = self.background_color.to(self.device)
-        errors, losses, means2d, radii = [], [], [], []
+        by_size: Dict[Tuple[int, int], List[int]] = {}
         for i in torch.randperm(len(views.images))[:num_views].tolist():
-            view = self.render_view(views.cameras[i : i + 1])
-            gt = self.composite_with_background(self.get_gt_img(views.images[i]["image"]), background)
-            error = (view.rgb - gt).abs().mean(dim=-1)
-            loss = error.mean()
-            if min(error.shape) >= 11:  # SSIM's 11x11 window; tiny early-schedule renders use L1 alone
-                rgb_b = view.rgb.permute(2, 0, 1)[None]
-                loss = 0.8 * loss + 0.2 * (1 - self.ssim(gt.permute(2, 0, 1)[None], rgb_b))
-            errors.append(error)
-            losses.append(loss)
-            means2d.append(view.means2d[0])
-            radii.append(view.radii[0])
-        shapes = {e.shape for e in errors}
-        if len(shapes) > 1:  # views of different sizes: score them one by one and average
-            parts = [
-                compute_view_scores(e[None], m[None], r[None], self.strategy.high_error_thresh, view_losses=v[None])
-                for e, m, r, v in zip(errors, means2d, radii, losses)
-            ]
-            return {k: torch.stack([p[k] for p in parts]).mean(0) for k in parts[0]}
-        return compute_view_scores(
-            torch.stack(errors), torch.stack(means2d), torch.stack(radii), self.strategy.high_error_thresh,
-            view_losses=torch.stack(losses),
+            size = (int(views.cameras.width[i]), int(views.cameras.height[i]))
+            by_size.setdefault(size, []).append(i)
+        counts, losses = [], []
+        for (width, height), indices in by_size.items():
+            per_render = max(1, SCORE_PIXELS_PER_RENDER // (width * height))
+            for first in range(0, len(indices), per_render):
+                batch = indices[first : first + per_render]
+                rgb, info = self._render_score_views(views.cameras[torch.tensor(batch)], scale)  # [V, h, w, 3]
+                gt = torch.stack([self._score_gt(views.images[i]["image"], scale, background) for i in batch])
+                error = (rgb - gt).abs().mean(dim=-1)  # [V, h, w]
+                loss = error.flatten(1).mean(dim=1)  # [V]
+                if min(error.shape[1:]) >= 11:  # SSIM's 11x11 window; tiny renders use L1 alone
+                    per_view_ssim = ssim(gt.permute(0, 3, 1, 2), rgb.permute(0, 3, 1, 2), data_range=1.0,
+                                         size_average=False)
+                    loss = 0.8 * loss + 0.2 * (1 - per_view_ssim)
+                masks = high_error_masks(error, strategy.high_error_thresh)
+                if strategy.score_footprint == "blended":
+                    counts.append(count_contributions(info, masks))
+                else:
+                    counts.append(count_in_footprints(info["means2d"], info["radii"], masks))
+                losses.append(loss)
+        pixel_scale = float(scale * scale) if strategy.score_resolution == "training" else 1.0
+        return view_scores_from_counts(torch.cat(counts), torch.cat(losses), pixel_scale=pixel_scale)
+
+    def _render_score_views(self, cameras: Cameras, scale: int) -> Tuple[Tensor, Dict]:
+        """Render C training cameras of one size, downscaled by ``scale``, in one rasterization (no camera
+        optimiser, eval background). Returns ``rgb`` [C, H, W, 3] in [0, 1] and gsplat's ``info``."""
+        cameras = cameras.to(self.device)
+        if scale > 1:
+            cameras.rescale_output_resolution(1 / scale)
+        params = {k: self.gauss_params[k] for k in self.gauss_params.keys()}
+        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
+        if self.config.sh_degree > 0:
+            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        else:
+            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
+        render, alpha, info = rasterize(
+            means=params["means"],
+            quats=params["quats"],
+            scales=torch.exp(params["scales"]),
+            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
+            colors=colors,
+            viewmats=get_viewmat(cameras.camera_to_worlds).to(self.device),
+            Ks=cameras.get_intrinsics_matrices().to(self.device),
+            width=int(cameras.width[0, 0]),
+            height=int(cameras.height[0, 0]),
+            near_plane=0.01,
+            far_plane=1e10,
+            render_mode="RGB",
+            sh_degree=sh_degree,
+            rasterize_mode=self.config.rasterize_mode,
         )
+        rgb = (render[..., :3] + (1 - alpha) * self.background_color.to(self.device)).clamp(0, 1)
+        return rgb, info
+
+    def _score_gt(self, image: Tensor, scale: int, background: Tensor) -> Tensor:
+        """A cached training image ([H, W, 3|4], uint8 or float) as float RGB [H / scale, W / scale, 3] on the model's
+        device, downscaled as splatfacto's ``get_gt_img`` does and composited over ``background``."""
+        image = image.to(self.device)
+        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        if scale > 1:
+            image = resize_image(image, scale)
+        return self.composite_with_background(image, background)
 
     def _crop_mask(self) -> Optional[Tensor]:
         """[N] bool of the Gaussians inside the viewer's crop box, or None when every Gaussian counts (no crop box, or

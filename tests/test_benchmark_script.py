@@ -7,38 +7,58 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_methods.py"
 
 
 @pytest.mark.slow
 def test_compare_methods_writes_report(transforms_scene, tmp_path):
+    """Two seeds of two methods, 2 runs at a time, then a guided and a DefaultStrategy run one by one."""
     out = tmp_path / "bench"
-    common = ["--data", str(transforms_scene), "--downscale", "1", "--iterations", "12", "--out", str(out),
+    common = ["--data", str(transforms_scene), "--downscale", "1", "--iterations", "20", "--out", str(out),
               "--runs-dir", str(tmp_path / "runs")]
-    methods = ("vlm-fastgs", "vlm-fastgs:default+none", "vlm-fastgs+image-evidence")
-    for method in methods:
-        result = subprocess.run([sys.executable, str(SCRIPT), *common, "--run-one", method],
+    methods = ("vlm-fastgs:legacy", "vlm-fastgs")
+    result = subprocess.run([sys.executable, str(SCRIPT), *common, "--methods", *methods, "--seeds", "42", "7",
+                             "--jobs", "2"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for method in ("vlm-fastgs:default+none", "vlm-fastgs+image-evidence"):
+        result = subprocess.run([sys.executable, str(SCRIPT), *common, "--run-one", method, "--seed", "42"],
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
-    result = subprocess.run([sys.executable, str(SCRIPT), *common, "--report-only",
-                             "--methods", *methods], capture_output=True, text=True)
+    all_methods = (*methods, "vlm-fastgs:default+none", "vlm-fastgs+image-evidence")
+    result = subprocess.run([sys.executable, str(SCRIPT), *common, "--report-only", "--seeds", "42", "7",
+                             "--methods", *all_methods], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())
-    rows = {r["method"]: r for r in report["results"]}
-    assert set(rows) == set(methods)
+    rows = {(r["method"], r["seed"]): r for r in report["results"]}
+    assert set(rows) == {(m, s) for m in methods for s in (42, 7)} | {(m, 42) for m in all_methods[2:]}
+    run_dirs = {Path(r["config"]).parent for r in rows.values()}
+    assert len(run_dirs) == len(rows)  # one run folder per run, also for runs started together
     for row in rows.values():
         assert 0 < row["metrics"]["psnr"] < 60 and row["num_gaussians"] > 0 and row["curves"]["loss"]
         assert row["gpu"] == "cpu" and row["num_gaussians"] == row["curves"]["gaussians"][-1][1]
         assert 0.0 <= row["metrics"]["coverage"] <= 1.0 and Path(row["checkpoint"]).is_file()
-        # 12 steps end before every phase does: each phase-end count is the final count
+        # 20 steps end before every phase does: each phase-end count is the final count
         assert row["gaussians_at_phase_end"] == dict.fromkeys(("detail", "subject", "artifacts"), row["num_gaussians"])
-    assert rows["vlm-fastgs"]["guidance"] is None
-    guided = rows["vlm-fastgs+image-evidence"]["guidance"]
+        curve = row["eval_curve"]
+        assert [p["step"] for p in curve] == [1, 2, 4, 6, 8, 11, 14, 17, 20]  # 1k ... 20k scaled to 20 steps
+        walls = [p["wall_s"] for p in curve]
+        assert walls == sorted(walls) and walls[-1] <= row["train_wall_s"]
+        assert curve[-1]["psnr"] == pytest.approx(row["metrics"]["psnr"], abs=1e-4)
+        assert curve[-1]["num_gaussians"] == row["num_gaussians"]
+        assert sorted(map(int, row["progress_images"])) == [2, 4, 8, 14, 20]
+        assert all((out / p).is_file() for p in row["progress_images"].values())
+    assert rows[("vlm-fastgs", 42)]["guidance"] is None
+    guided = rows[("vlm-fastgs+image-evidence", 42)]["guidance"]
     assert guided["source"] == "image-evidence" and guided["phases"] == {} and guided["dropped_queries"] == 0
-    assert (out / "curves.png").stat().st_size > 10_000
+    assert report["quality_target_psnr"] == pytest.approx(
+        (rows[("vlm-fastgs:legacy", 42)]["metrics"]["psnr"] + rows[("vlm-fastgs:legacy", 7)]["metrics"]["psnr"]) / 2
+        - 0.1)
+    assert (out / "curves.png").stat().st_size > 10_000 and (out / "progress.png").stat().st_size > 10_000
     md = (out / "results.md").read_text()
-    assert "| vlm-fastgs:default+none |" in md and "## Guidance" in md and "against unguided vlm-fastgs" in md
+    assert "| vlm-fastgs:default+none | 42 |" in md and "| vlm-fastgs | 7, 42 |" in md and "±" in md
+    assert "## Test PSNR (dB) at each eval step" in md and "## Guidance" in md
 
 
 def _script():
@@ -55,11 +75,101 @@ def test_counts_at_reads_the_last_logged_count_before_each_phase_end():
 
 
 def test_guidance_table_reports_phases_and_overhead():
-    base = {"method": "vlm-fastgs", "train_wall_s": 200.0, "guidance": None}
-    guided = {"method": "vlm-fastgs+vlm", "train_wall_s": 230.0, "guidance": {
+    base = {"method": "vlm-fastgs", "seed": 7, "train_wall_s": 200.0, "guidance": None}
+    other_seed = {"method": "vlm-fastgs", "seed": 42, "train_wall_s": 100.0, "guidance": None}
+    guided = {"method": "vlm-fastgs+vlm", "seed": 7, "train_wall_s": 230.0, "guidance": {
         "source": "vlm", "worker_busy_s": 40.0, "main_thread_snapshot_s": 1.5, "main_thread_apply_s": 2.0,
         "dropped_queries": 1, "phases": {"detail": {"queries": 15, "boxes": 7, "source_s": 30.0,
                                                     "densify_gaussians": 1200, "prune_gaussians": 0, "errors": 0}}}}
-    lines = _script().guidance_table([base, guided])
-    assert "| vlm-fastgs+vlm | detail | 15 | 7 | 30.0 | 1,200 | 0 |" in lines
-    assert any("+15.0% against unguided" in line and "1 queries dropped" in line for line in lines)
+    lines = _script().guidance_table([other_seed, base, guided])
+    assert "| vlm-fastgs+vlm | 7 | detail | 15 | 7 | 30.0 | 1,200 | 0 |" in lines
+    assert any("+15.0% against unguided" in line and "1 queries dropped" in line for line in lines)  # same seed
+
+
+def _run(method, seed, final, curve, gaussians=1000, wall=100.0):
+    return {"method": method, "seed": seed, "metrics": {"psnr": final, "ssim": 0.9, "coverage": 0.95},
+            "num_gaussians": gaussians, "train_wall_s": wall, "peak_gpu_mem_gib": float("nan"),
+            "eval_curve": [{"step": s, "wall_s": w, "psnr": p, "coverage": 0.9, "num_gaussians": gaussians}
+                           for s, w, p in curve]}
+
+
+def test_time_to_quality_and_summary_over_seeds():
+    report = _script().bench_report
+    ref = [_run("ref", 42, 25.0, [(1000, 10.0, 20.0), (2000, 20.0, 25.0)]),
+           _run("ref", 7, 26.0, [(1000, 11.0, 21.0), (2000, 22.0, 26.0)])]
+    new = [_run("new", 42, 26.0, [(1000, 5.0, 25.3), (2000, 9.0, 26.0)]),
+           _run("new", 7, 25.5, [(1000, 6.0, 24.0), (2000, 13.0, 25.5)]),
+           _run("new", 123, 24.0, [(1000, 6.0, 23.0), (2000, 12.0, 24.0)])]  # never reaches 25.4
+    results = ref + new
+    target = report.quality_target(results, "ref")
+    assert target == pytest.approx(25.4)
+    assert report.time_to_quality(new[0], target) == {"step": 2000, "wall_s": 9.0, "psnr": 26.0}
+    assert report.time_to_quality(new[0], 25.3) == {"step": 1000, "wall_s": 5.0, "psnr": 25.3}  # reached: >=
+    assert report.time_to_quality(new[1], target) == {"step": 2000, "wall_s": 13.0, "psnr": 25.5}
+    assert report.time_to_quality(new[2], target) is None and report.time_to_quality(new[0], None) is None
+    rows = report.summary_table(results, "ref", iterations=2000)
+    new_row = next(r for r in rows if r.startswith("| new |"))
+    cells = [c.strip() for c in new_row.split("|")[1:-1]]
+    assert cells[1] == "7, 42, 123" and cells[2] == "25.17 ± 1.04"  # mean ± sample std of 26.0, 25.5, 24.0
+    assert cells[9] == "11 ± 3 (2/3 reached)" and cells[10] == "2,000 ± 0" and cells[11] == "n/a"
+    psnr_rows = report.curve_table(results, "psnr", ".1f")
+    assert psnr_rows[0] == "| method | 1,000 | 2,000 |" and "| ref | 20.5 ± 0.7 | 25.5 ± 0.7 |" in psnr_rows
+
+
+def test_scaled_steps_method_names_and_overrides():
+    script = _script()
+    assert script.scaled_steps(script.EVAL_STEPS, 20000) == list(script.EVAL_STEPS)
+    assert script.scaled_steps(script.EVAL_STEPS, 8000) == [400, 800, 1600, 2400, 3200, 4400, 5600, 6800, 8000]
+    assert script.scaled_steps((1000, 2000, 4000), 10) == [1, 2]  # at least 1, duplicates dropped
+    assert script.parse_method("vlm-fastgs:legacy+image-evidence@refine_every=200,absgrad=false") == {
+        "name": "vlm-fastgs", "variant": "legacy", "source": "image-evidence",
+        "overrides": {"refine_every": "200", "absgrad": "false"}}
+    names = {script.run_name(m, s) for m in ("vlm-fastgs", "vlm-fastgs:legacy", "vlm-fastgs+image-evidence",
+                                             "vlm-fastgs@refine_every=200") for s in (42, 7)}
+    assert len(names) == 8 and all("/" not in n and ":" not in n and "+" not in n for n in names)
+    from splat_core.strategy import FastGSStrategy
+
+    s = script._override(FastGSStrategy(), {"refine_every": "200", "absgrad": "false", "high_error_thresh": "0.2",
+                                            "score_footprint": "box"})
+    assert (s.refine_every, s.absgrad, s.high_error_thresh, s.score_footprint) == (200, False, 0.2, "box")
+    with pytest.raises(SystemExit, match="no field"):
+        script._override(FastGSStrategy(), {"refine_evry": "1"})
+
+
+def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
+    """With a fake clock: training time advances 10 s per step, each eval 100 s; wall_s counts training only."""
+    script = _script()
+    clock = [0.0]
+    monkeypatch.setattr(script.time, "perf_counter", lambda: clock[0])
+
+    class FakeModel:
+        num_points = 123
+
+    class FakePipeline:
+        model = FakeModel()
+        mode = []
+
+        def eval(self):
+            self.mode.append("eval")
+
+        def train(self):
+            self.mode.append("train")
+
+    def fake_evaluate(pipeline, threshold, with_lpips=True, first_view=None):
+        assert pipeline.mode[-1] == "eval" and not with_lpips
+        clock[0] += 100.0
+        first_view.extend([torch.full((4, 6, 3), 0.5), torch.zeros(4, 6, 3)])
+        return {"psnr": 20.0, "ssim": 0.5, "coverage": 0.7}
+
+    monkeypatch.setattr(script, "evaluate", fake_evaluate)
+    pipeline = FakePipeline()
+    curve = script.EvalCurve(pipeline, [2, 4], [4], tmp_path / "img", 0.1)
+    assert curve.callback().iters == (1, 3)  # after loop steps 1 and 3: 2 and 4 steps done
+    curve.start()
+    for step in range(4):
+        clock[0] += 10.0
+        if step in (1, 3):
+            curve(step)
+    assert [(p["step"], p["wall_s"], p["num_gaussians"]) for p in curve.points] == [(2, 20.0, 123), (4, 40.0, 123)]
+    assert curve.train_seconds() == 40.0 and curve.eval_seconds == 200.0 and pipeline.mode[-1] == "train"
+    assert list(curve.images) == [4] and Path(curve.images[4]).is_file() and Path(curve.gt).is_file()

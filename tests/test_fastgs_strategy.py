@@ -148,7 +148,7 @@ def test_split_uses_absgrad_clone_uses_grad():
 
 def test_nothing_changes_outside_refine_window():
     strategy = FastGSStrategy()
-    for step in [0, 499, 500, 1001, 1499, 15_000, 16_000, 16_500]:
+    for step in [0, 499, 500, 550, 1001, 1499, 3100, 3200, 15_000, 15_500, 16_500]:
         params, optimizers = make_scene()
         with torch.no_grad():
             params["opacities"][:10] = torch.logit(torch.tensor(0.001))  # would be pruned in the window
@@ -168,9 +168,20 @@ def test_nothing_changes_outside_refine_window():
 def test_schedule():
     s = FastGSStrategy()
     refine = [st for st in range(0, 31_000, 100) if s.is_refine_step(st)]
+    # every 100 steps up to 3000 (25 refinements), then every 500 (3500 ... 14500: 23)
+    assert refine[:3] == [600, 700, 800] and refine[24:27] == [3000, 3500, 4000] and refine[-1] == 14_500
+    assert len(refine) == 25 + 23
+    assert [st for st in range(0, 31_000, 100) if s.is_final_prune_step(st)] == [16_000, 17_000, 18_000, 19_000]
+    assert s.wants_view_scores(600) and s.wants_view_scores(19_000) and not s.wants_view_scores(20_000)
+    legacy = FastGSStrategy.legacy()
+    refine = [st for st in range(0, 31_000, 100) if legacy.is_refine_step(st)]
     assert refine[0] == 1000 and refine[-1] == 14_500 and len(refine) == 28
-    assert [st for st in range(0, 31_000, 100) if s.is_final_prune_step(st)] == [18_000, 21_000, 24_000, 27_000]
-    assert s.wants_view_scores(1000) and s.wants_view_scores(18_000) and not s.wants_view_scores(30_000)
+    assert [st for st in range(0, 31_000, 100) if legacy.is_final_prune_step(st)] == [18_000, 21_000, 24_000, 27_000]
+    assert (legacy.score_footprint, legacy.score_resolution) == ("box", "training-unscaled")
+    assert FastGSStrategy.legacy(refine_every=200).refine_every == 200
+    # an early cadence slower than refine_every never slows refinement (schedules compressed for short runs)
+    fast = FastGSStrategy(refine_start_iter=10, refine_every=40, refine_stop_iter=1000)
+    assert [st for st in range(0, 200) if fast.is_refine_step(st)] == [40, 80, 120, 160]
     overlapping = FastGSStrategy(refine_stop_iter=20_000)  # a refine step is never also a final-prune step
     assert overlapping.is_refine_step(18_000) and not overlapping.is_final_prune_step(18_000)
 
@@ -242,6 +253,24 @@ def test_new_gaussians_are_not_pruned_in_their_refinement():
     # 20 candidates (10 parents + 10 clones) -> budget 10, all spent on the parents; the clones (at the tail) survive
     assert len(params["means"]) == N
     assert torch.equal(ids_of(params)[-10:], torch.arange(10))
+
+
+def test_split_children_are_not_pruned_in_their_refinement():
+    params, optimizers = _low_opacity_scene(20)  # 0-9 cloned, 10-19 split: all low-opacity prune candidates
+    with torch.no_grad():
+        params["scales"][10:20] = LARGE
+    grad = torch.zeros(N)
+    grad[:20] = HIGH
+    densify = torch.zeros(N)
+    densify[:20] = 10.0
+    strategy = FastGSStrategy(prune_sample_candidates_only=True)
+    state = strategy.initialize_state()
+    run(strategy, params, optimizers, state, REFINE_STEP, make_info(grad), view_scores=scores(densify, 0.0))
+    # 40 candidates (10 parents, 10 clones, 20 split children) -> budget 20, but only the 10 clone parents are drawable
+    ids = ids_of(params)
+    assert len(ids) == N + 10 + 10 - 10
+    assert torch.bincount(ids, minlength=N)[10:20].tolist() == [2] * 10  # both children of every split survive
+    assert torch.bincount(ids, minlength=N)[:10].tolist() == [1] * 10  # clones kept, their parents pruned
 
 
 def test_guidance_densify_relaxes_and_raises_threshold():

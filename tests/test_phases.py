@@ -67,7 +67,7 @@ def test_default_schedule_lines_up_with_fastgs_under_20k():
             assert strategy.is_refine_step(nxt) and nxt < strategy.refine_stop_iter
     late = GuidanceSchedule(artifacts_stop=20000)
     lost = unapplied_queries(late, apply, 20000)
-    assert lost == {"artifacts": [18000, 19000]}  # the last apply step is the final prune at 18000
+    assert lost == {"artifacts": [19000]}  # the last apply step is the final prune at 19000
 
 
 def test_fastgs_reports_its_latest_opacity_reset():

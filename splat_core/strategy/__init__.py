@@ -1,6 +1,6 @@
 """Densification strategies (gsplat ``Strategy`` subclasses) and their pure helpers."""
 
 from splat_core.strategy.fastgs import FastGSStrategy
-from splat_core.strategy.view_scores import compute_view_scores, high_error_masks
+from splat_core.strategy.view_scores import compute_view_scores, high_error_masks, view_scores_from_counts
 
-__all__ = ["FastGSStrategy", "compute_view_scores", "high_error_masks"]
+__all__ = ["FastGSStrategy", "compute_view_scores", "high_error_masks", "view_scores_from_counts"]

@@ -4,8 +4,8 @@ Imports torch and gsplat only (never nerfstudio), so a bare test can drive it.
 """
 
 import math
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple, Union
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Literal, Optional, Tuple, Union
 
 import torch
 from gsplat.strategy import Strategy
@@ -26,22 +26,28 @@ class FastGSStrategy(Strategy):
     The strategy will:
 
     - Accumulate image-plane gradients (and AbsGS absolute gradients) of visible GSs every step in the refine window.
-    - Every ``refine_every`` steps in (``refine_start_iter``, ``refine_stop_iter``), densify (VCD) only GSs whose
-      gradient is high AND whose multi-view score ``view_scores["densify_score"]`` (mean number of high-error pixels
-      per sampled view in the GS footprint) exceeds ``densify_min_count``: duplicate small ones (plain gradient),
-      split large ones (absolute gradient).
+    - Every ``refine_every`` steps in (``refine_start_iter``, ``refine_stop_iter``), and every
+      ``early_refine_every`` steps up to ``early_refine_stop_iter`` (a sparse start grows by at most one doubling
+      per refinement), densify (VCD) only GSs whose gradient is high AND whose multi-view score
+      ``view_scores["densify_score"]`` (mean number of high-error pixels per sampled view that the GS blends into,
+      in full-resolution pixels) exceeds ``densify_min_count``: duplicate small ones (plain gradient), split large
+      ones (absolute gradient).
     - Then prune (VCP) among the candidates (opacity below ``prune_opa``; after the first opacity reset also 3D scale
       above ``prune_scale3d``): at most ``prune_budget_frac`` of them, drawn without replacement with weight
       ``1 / (1 - prune_score + 1e-6)`` so GSs with high multi-view photometric error go first. GSs created in the same
-      refinement are never drawn.
+      refinement (clones and both children of each split) are never drawn.
     - Then clamp all opacities to at most ``refine_opa_clamp`` (FastGS does this after every densification).
     - Every ``reset_every`` steps while refining, reset opacities to at most ``reset_opa``.
     - Every ``final_prune_every`` steps in (``final_prune_start_iter``, ``final_prune_stop_iter``), prune every GS with
       opacity below ``final_prune_opa`` or ``prune_score`` above ``final_prune_score`` (no budget).
 
     The caller computes ``view_scores`` when :meth:`wants_view_scores` says so: it renders ``num_score_views`` random
-    training views and calls :func:`splat_core.strategy.view_scores.compute_view_scores` with
-    ``high_error_thresh``.
+    training views at ``score_resolution``, thresholds their error maps with ``high_error_thresh``, counts each GS's
+    high-error pixels by ``score_footprint`` and calls :func:`splat_core.strategy.view_scores.view_scores_from_counts`
+    (:meth:`splat_core.model.SplatModel.score_views`).
+
+    :meth:`legacy` gives the settings before FastGS-faithful scores and early growth (box footprints, scores at
+    the training resolution, one refinement per 500 steps, one final pass per 3000 steps), for side-by-side runs.
 
     ``guidance`` (optional, per step) holds per-GS masks [N] from the VLM phases, bool or float:
 
@@ -73,6 +79,14 @@ class FastGSStrategy(Strategy):
           :func:`compute_view_scores`. FastGS ``loss_thresh``. Default is 0.1.
         num_score_views (int): Number of random training views the caller renders for ``view_scores``. FastGS
           ``sampling_cameras``. Default is 10.
+        score_footprint (str): How the caller counts a GS's high-error pixels: "blended", the pixels it blends into
+          (alpha >= 1/255 before the transmittance falls to 1e-4, as FastGS's rasteriser counts;
+          :mod:`splat_core.rendering.contributions`), or "box", every pixel of its projected 3-sigma box
+          (:mod:`splat_core.rendering.footprint`; ignores opacity and occlusion). Default is "blended".
+        score_resolution (str): Resolution of the score renders: "full" (the training images' full size, the
+          resolution ``densify_min_count`` is given in), "training" (splatfacto's current resolution schedule, counts
+          scaled to full-resolution pixels by the pixel-area ratio) or "training-unscaled" (the same renders, counts
+          in rendered pixels: the threshold is 4x / 16x stricter at 1/2 / 1/4 resolution). Default is "full".
         densify_min_count (float): VCD threshold: GSs need ``view_scores["densify_score"]`` above this value.
           FastGS ``importance_score > 5``. Default is 5.0.
         prune_budget_frac (float): At most this fraction of the prune candidates is removed per refinement.
@@ -87,12 +101,18 @@ class FastGSStrategy(Strategy):
         refine_stop_iter (int): Stop refining GSs at this iteration (FastGS ``densify_until_iter``). Default is 15_000.
         refine_every (int): Refine GSs every this steps. FastGS scripts pass ``--densification_interval 500``
           (``arguments`` default 100). Default is 500.
+        early_refine_every (int): Refine GSs every this steps up to ``early_refine_stop_iter`` too, when below
+          ``refine_every`` (0 disables it). From ~100 random points one refinement at most doubles the count, so at
+          500 steps per refinement the model stays sparse for thousands of steps; FastGS starts from SfM points.
+          Default is 100.
+        early_refine_stop_iter (int): Last step of the ``early_refine_every`` cadence. Default is 3000.
         reset_every (int): Reset opacities every this steps while refining. Default is 3000.
         final_prune_start_iter (int): Final VCP passes run after this iteration. Default is 15_000.
-        final_prune_stop_iter (int): Final VCP passes run before this iteration. Default is 30_000.
-        final_prune_every (int): Final VCP pass every this steps (FastGS: 18k, 21k, 24k, 27k). Default is 3000.
+        final_prune_stop_iter (int): Final VCP passes run before this iteration. Default is 20_000.
+        final_prune_every (int): Final VCP pass every this steps. FastGS runs four in 30k steps (18k, 21k, 24k,
+          27k); the defaults fit four into the 20k budget: 16k, 17k, 18k, 19k. Default is 1000.
         final_prune_opa (float): Final VCP prunes GSs with opacity below this value; opacities need time to recover
-          from the last reset before the first final pass (FastGS: 12k to 18k). Default is 0.1.
+          from the last reset before the first final pass (FastGS: 12k to 18k; here 12k to 16k). Default is 0.1.
         final_prune_score (float): Final VCP prunes GSs with ``prune_score`` above this value. Default is 0.9.
         absgrad (bool): Split with absolute gradients (AbsGS), as FastGS does; the :func:`rasterization` call must use
           ``absgrad=True`` too. If False, split uses the plain gradient and ``grow_grad2d``. Default is True.
@@ -128,6 +148,8 @@ class FastGSStrategy(Strategy):
     prune_scale3d: float = 0.1
     high_error_thresh: float = 0.1
     num_score_views: int = 10
+    score_footprint: Literal["blended", "box"] = "blended"
+    score_resolution: Literal["full", "training", "training-unscaled"] = "full"
     densify_min_count: float = 5.0
     prune_budget_frac: float = 0.5
     prune_sample_candidates_only: bool = False
@@ -136,16 +158,25 @@ class FastGSStrategy(Strategy):
     refine_start_iter: int = 500
     refine_stop_iter: int = 15_000
     refine_every: int = 500
+    early_refine_every: int = 100
+    early_refine_stop_iter: int = 3000
     reset_every: int = 3000
     final_prune_start_iter: int = 15_000
-    final_prune_stop_iter: int = 30_000
-    final_prune_every: int = 3000
+    final_prune_stop_iter: int = 20_000
+    final_prune_every: int = 1000
     final_prune_opa: float = 0.1
     final_prune_score: float = 0.9
     absgrad: bool = True
     guidance_densify_scale: float = 0.5
     guidance_prune_thresh: float = 0.5
     verbose: bool = False
+
+    @classmethod
+    def legacy(cls, **overrides: Any) -> "FastGSStrategy":
+        """The strategy as configured before FastGS-faithful scores and early growth (the records in
+        ``docs/benchmarks`` up to 2026-12-01), with ``overrides`` applied: box footprints, scores at the training
+        resolution in rendered pixels, one refinement per 500 steps, final passes every 3000 steps up to 30k."""
+        return replace(cls(), **{**LEGACY_SETTINGS, **overrides})
 
     def initialize_state(self, scene_scale: float = 1.0) -> Dict[str, Any]:
         """Initialize and return the running state for this strategy.
@@ -184,8 +215,14 @@ class FastGSStrategy(Strategy):
             assert key in params, f"{key} is required in params but missing."
 
     def is_refine_step(self, step: int) -> bool:
-        """Whether ``step`` runs VCD + VCP (densify, budgeted prune, opacity clamp)."""
-        return self.refine_start_iter < step < self.refine_stop_iter and step % self.refine_every == 0
+        """Whether ``step`` runs VCD + VCP (densify, budgeted prune, opacity clamp): every ``refine_every`` steps in
+        the refine window, every ``early_refine_every`` steps up to ``early_refine_stop_iter``."""
+        if not self.refine_start_iter < step < self.refine_stop_iter:
+            return False
+        every = self.refine_every
+        if 0 < self.early_refine_every < every and step <= self.early_refine_stop_iter:
+            every = self.early_refine_every
+        return step % every == 0
 
     def last_opacity_reset(self, step: int) -> Optional[int]:
         """The latest step ``<= step`` at which :meth:`step_post_backward` resets opacities (a positive multiple of
@@ -258,7 +295,8 @@ class FastGSStrategy(Strategy):
             state["prune_score"], state["guide_prune"] = prune_score, guide_prune
 
             n_dupli, n_split = self._grow_gs(params, optimizers, state, densify_score, guide_densify)
-            n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + n_split)
+            # split replaces each parent by two children appended at the end: 2 new GSs per split
+            n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + 2 * n_split)
             if self.verbose:
                 print(
                     f"Step {step}: {n_dupli} GSs duplicated, {n_split} GSs split, {n_prune} GSs pruned. "
@@ -460,6 +498,17 @@ class FastGSStrategy(Strategy):
 def _scaled_norm(grad: Tensor, sx: float, sy: float) -> Tensor:  # [..., 2] -> [...]
     """Norm of ``grad`` with its x and y components scaled by ``sx`` and ``sy`` (values as ``(grad * [sx, sy]).norm``)."""
     return torch.stack((grad[..., 0] * sx, grad[..., 1] * sy), dim=-1).norm(dim=-1)
+
+
+LEGACY_SETTINGS: Dict[str, Any] = {
+    "score_footprint": "box",
+    "score_resolution": "training-unscaled",
+    "early_refine_every": 0,
+    "final_prune_stop_iter": 30_000,
+    "final_prune_every": 3000,
+}
+"""The fields whose defaults changed with FastGS-faithful scores and early growth, at their earlier values
+(:meth:`FastGSStrategy.legacy`)."""
 
 
 def _sample_without_replacement(weights: Tensor, k: int) -> Tensor:  # [N] >= 0 -> [N] bool

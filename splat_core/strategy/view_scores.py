@@ -1,7 +1,8 @@
 """FastGS multi-view scores: from per-view error maps to per-Gaussian densify and prune scores.
 
-The model renders K sampled training views (FastGS: 10), computes a per-pixel error map for each and calls
-:func:`compute_view_scores`; the resulting dict is passed as ``view_scores`` to
+The model renders K sampled training views (FastGS: 10), computes a per-pixel error map for each, thresholds it
+(:func:`high_error_masks`), counts each Gaussian's high-error pixels and calls :func:`view_scores_from_counts`
+(:func:`compute_view_scores` does all of it with footprint-box counts); the resulting dict is passed as ``view_scores`` to
 :meth:`splat_core.strategy.fastgs.FastGSStrategy.step_post_backward`.
 Reference: FastGS, arXiv:2511.04283, and ``utils/fast_utils.py`` (``compute_gaussian_score_fastgs``) in
 github.com/fastgs/FastGS.
@@ -48,9 +49,11 @@ def compute_view_scores(
     view_losses: Optional[Float[Tensor, "V"]] = None,
     radius_scale: float = 1.0,
 ) -> Dict[str, Tensor]:
-    """Per-Gaussian multi-view scores for FastGS densification (VCD) and pruning (VCP).
+    """Per-Gaussian multi-view scores for FastGS densification (VCD) and pruning (VCP), counted in footprint boxes.
 
-    For view ``j`` let ``m_j`` be the high-error mask (:func:`high_error_masks`) and ``n_ij`` the number of high-error
+    This is the box approximation (``FastGSStrategy(score_footprint="box")``); the model's default counts the pixels
+    each Gaussian blends into instead (:func:`view_scores_from_counts` on
+    :func:`splat_core.rendering.contributions.count_contributions`). For view ``j`` let ``m_j`` be the high-error mask (:func:`high_error_masks`) and ``n_ij`` the number of high-error
     pixels in Gaussian ``i``'s footprint (:func:`count_in_footprints`). Then, as FastGS's
     ``compute_gaussian_score_fastgs``:
 
@@ -80,9 +83,40 @@ def compute_view_scores(
     counts = count_in_footprints(means2d, radii, masks, radius_scale=radius_scale)  # [V, N]
     if view_losses is None:
         view_losses = error_maps.detach().float().flatten(1).mean(dim=1)
-    view_losses = view_losses.detach().float().reshape(V, 1).to(counts.device)
+    return view_scores_from_counts(counts, view_losses)
 
-    densify_score = torch.div(counts.sum(dim=0), V, rounding_mode="floor")
+
+@torch.no_grad()
+def view_scores_from_counts(
+    counts: Float[Tensor, "V N"],
+    view_losses: Float[Tensor, "V"],
+    pixel_scale: float = 1.0,
+) -> Dict[str, Tensor]:
+    """FastGS's scores from per-view high-error pixel counts (``compute_gaussian_score_fastgs``).
+
+    - ``densify_score[i] = floor(pixel_scale * sum_j n_ij / V)``: mean high-error pixels per view;
+    - ``prune_score[i] = minmax_i(sum_j L_j * n_ij)`` in [0, 1] (all zeros when every raw score is equal).
+
+    Args:
+        counts: High-error pixels of each Gaussian in each view, e.g. blended into
+            (:func:`splat_core.rendering.contributions.count_contributions`, as FastGS counts) or in its footprint
+            box (:func:`~splat_core.rendering.footprint.count_in_footprints`). [V, N]
+        view_losses: Scalar photometric loss per view (FastGS: ``0.8 * L1 + 0.2 * (1 - SSIM)``). [V]
+        pixel_scale: Full-resolution pixels per rendered pixel (``d**2`` for a render downscaled by ``d``), so that
+            ``densify_score`` is in the full-resolution pixels FastGS's threshold is given in. Default is 1.0.
+
+    Returns:
+        A dict with ``"densify_score"`` [N] float (floored) and ``"prune_score"`` [N] float in [0, 1].
+
+    Raises:
+        ValueError: if ``view_losses`` does not have one value per view.
+    """
+    V = counts.shape[0]
+    if view_losses.numel() != V:
+        raise ValueError(f"counts has {V} views but view_losses has {view_losses.numel()} values")
+    counts = counts.float()
+    view_losses = view_losses.detach().float().reshape(V, 1).to(counts.device)
+    densify_score = torch.div(counts.sum(dim=0) * pixel_scale, V, rounding_mode="floor")
     raw = (view_losses * counts).sum(dim=0)
     if raw.numel() == 0:
         return {"densify_score": densify_score, "prune_score": raw}
