@@ -237,11 +237,11 @@ class SplatTrainer(Trainer):
             return
         first, what = found
         groups = [w for w in what if w != "loss"]
-        cause = (f"learning rate of {self._largest_lrs(groups, len(groups))}" if groups
+        cause = (f"a learning rate set too high (those groups': {self._largest_lrs(groups, len(groups))})" if groups
                  else f"a learning rate set too high (largest: {self._largest_lrs()})")
         self._close_callbacks()
         raise TrainingStopped(
-            f"training diverged: {' and '.join(what)} became non-finite at step {first} (found at step {step}); "
+            f"training diverged: {', '.join(what)} became non-finite at step {first} (found at step {step}); "
             f"likely cause: {cause} (--optimizers.<group>.optimizer.lr); nothing was saved from it, {self._kept()}"
         )
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from splat_core.compat import load_checkpoint_file
 from splat_core.data.synthetic_scene import write_synthetic_scene
 from splat_core.trainer import SplatTrainer, SplatTrainerConfig
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
@@ -132,3 +133,38 @@ def test_save_and_resume_matches_an_uninterrupted_run(runs):
     # (18.8 dB; the camera order differs, seeds 0-2 of the straight run spread by 0.04 dB)
     assert psnr_resumed > psnr_first + 1.0, (psnr_first, psnr_resumed, psnr_straight)
     assert abs(psnr_resumed - psnr_straight) < 0.5, (psnr_first, psnr_resumed, psnr_straight)
+
+
+def test_ctrl_c_saves_the_current_step_and_exits_130(scene, tmp_path):
+    """Issue 10, item 3: SIGINT printed a KeyboardInterrupt traceback, exited 0 and saved nothing."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [str(bin_dir / "ns-train"), "vlm-fastgs", "--data", str(scene), "--output-dir", str(tmp_path),
+         "--machine.device-type", "cpu", "--vis", "tensorboard", "--max-num-iterations", "100000",
+         "--steps-per-save", "10", "--pipeline.guidance.source", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob("**/nerfstudio_models/step-*.ckpt")):
+            assert proc.poll() is None and time.monotonic() < deadline, "ns-train ended or saved nothing"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Traceback" not in out + err
+    found = re.search(r"interrupted: saved step (\d+) to (\S+\.ckpt)", " ".join(out.split()))
+    assert found, out[-2000:]
+    step, path = int(found.group(1)), Path(found.group(2))
+    assert step >= 10 and path.name == f"step-{step:09d}.ckpt"
+    assert [p.name for p in path.parent.glob("*")] == [path.name]  # the previous checkpoint replaced, no leftovers
+    assert load_checkpoint_file(path)["step"] == step
