@@ -60,3 +60,136 @@ def test_colmap_model_without_images_folder(tmp_path):
     shutil.copytree(scene / "sparse", tmp_path / "sparse")
     with pytest.raises(SceneDataError, match="images not found next to the COLMAP model"):
         _outputs(tmp_path)
+
+
+# ---------------------------------------------------------------- bad input (issue 10, items 4-8 and 12)
+def write_colmap_scene(path: Path, size=(32, 24), num=8) -> Path:
+    """A tiny 3DGS-layout scene: ``images/*.jpg`` noise + ``sparse/0`` (binary COLMAP, one PINHOLE camera, a ring of
+    views looking at the origin, 50 points)."""
+    import numpy as np
+    from nerfstudio.data.utils import colmap_parsing_utils as cu
+    from PIL import Image
+
+    from tests.conftest import look_at
+
+    rng = np.random.default_rng(0)
+    w, h = size
+    (path / "images").mkdir(parents=True)
+    (path / "sparse" / "0").mkdir(parents=True)
+    cameras = {1: cu.Camera(id=1, model="PINHOLE", width=w, height=h, params=np.array([30.0, 30.0, w / 2, h / 2]))}
+    images = {}
+    for i in range(num):
+        a = 2 * np.pi * i / num
+        c2w_cv = look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        w2c = np.linalg.inv(c2w_cv)
+        name = f"{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path / "images" / name, quality=95)
+        images[i + 1] = cu.Image(id=i + 1, qvec=cu.rotmat2qvec(w2c[:3, :3]), tvec=w2c[:3, 3], camera_id=1, name=name,
+                                 xys=np.zeros((0, 2)), point3D_ids=np.zeros(0, dtype=np.int64))
+    points = {j + 1: cu.Point3D(id=j + 1, xyz=rng.normal(size=3) * 0.3, rgb=np.array([128, 128, 128]), error=0.5,
+                                image_ids=np.array([1]), point2D_idxs=np.array([0])) for j in range(50)}
+    cu.write_model(cameras, images, points, path / "sparse" / "0", ext=".bin")
+    return path
+
+
+@pytest.fixture
+def colmap_scene(tmp_path) -> Path:
+    return write_colmap_scene(tmp_path / "scene")
+
+
+def test_tiny_colmap_scene_parses(colmap_scene):
+    out = _outputs(colmap_scene, downscale_factor=1, num_random_points=20)
+    assert len(out.image_filenames) == 7 and out.metadata["points3D_xyz"].shape == (20, 3)
+
+
+def test_truncated_jpeg_names_the_file(colmap_scene):
+    path = colmap_scene / "images" / "004.jpg"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # header intact, scan data cut
+    with pytest.raises(SceneDataError, match=r"image .*004.jpg cannot be read \(OSError: image file is truncated"):
+        _outputs(colmap_scene, downscale_factor=1)
+
+
+def test_image_of_another_size_names_the_file(colmap_scene):
+    from PIL import Image
+
+    Image.new("RGB", (40, 24)).save(colmap_scene / "images" / "002.jpg")
+    with pytest.raises(SceneDataError, match=r"image .*002.jpg is 40x24 pixels but its camera is 32x24"):
+        _outputs(colmap_scene, downscale_factor=1)
+
+
+@pytest.mark.parametrize("name, damage", [("images.bin", 0.5), ("images.bin", 0), ("images.bin", "random"),
+                                          ("cameras.bin", 0.3), ("points3D.bin", 0.5)])
+def test_corrupt_colmap_file_is_named(colmap_scene, name, damage):
+    import os
+
+    path = colmap_scene / "sparse" / "0" / name
+    data = path.read_bytes()
+    path.write_bytes(os.urandom(len(data)) if damage == "random" else data[: int(damage * len(data))])
+    with pytest.raises(SceneDataError, match=rf"sparse/0/{name} is truncated or corrupt \(") as err:
+        _outputs(colmap_scene, downscale_factor=1)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("factor", [0, -2])
+def test_downscale_factor_below_one(colmap_scene, factor):
+    with pytest.raises(SceneDataError, match=rf"--downscale-factor must be a whole number >= 1.*got {factor}"):
+        _outputs(colmap_scene, downscale_factor=factor)
+
+
+def test_missing_downscaled_folder_without_a_terminal(colmap_scene, monkeypatch):
+    import splat_core.data.scene_dataparser as sdp
+
+    monkeypatch.setattr(sdp, "stdin_is_terminal", lambda: False)
+    with pytest.raises(SceneDataError, match=r"no images_8/ for --downscale-factor 8 .*\(it has images/\)"):
+        _outputs(colmap_scene, downscale_factor=8)
+    assert sorted(p.name for p in colmap_scene.iterdir()) == ["images", "sparse"]  # nothing left in the scene
+    (colmap_scene / "images_8").mkdir()  # an empty folder (what nerfstudio's "y" without ffmpeg left)
+    with pytest.raises(SceneDataError, match=r"images_8 lacks 8 of the 8 files"):
+        _outputs(colmap_scene, downscale_factor=8)
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_missing_downscaled_folder_asked_on_a_terminal(colmap_scene, monkeypatch, answer):
+    import splat_core.data.scene_dataparser as sdp
+
+    monkeypatch.setattr(sdp, "stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(sdp.Confirm, "ask", lambda *a, **k: answer)
+    if not answer:
+        with pytest.raises(SceneDataError, match=r"no images_2/ for --downscale-factor 2"):
+            _outputs(colmap_scene, downscale_factor=2)
+        assert not (colmap_scene / "images_2").exists()
+        return
+    out = _outputs(colmap_scene, downscale_factor=2)
+    assert all(p.parent.name == "images_2" and p.is_file() for p in out.image_filenames)
+    assert int(out.cameras.width[0]) == 16 and int(out.cameras.height[0]) == 12
+    assert sorted(p.name for p in colmap_scene.iterdir()) == ["images", "images_2", "sparse"]  # no partial folder
+
+
+def test_failed_downscale_leaves_nothing(colmap_scene):
+    from splat_core.data.scene_dataparser import write_downscaled
+
+    files = sorted((colmap_scene / "images").glob("*.jpg"))
+    files[5].write_bytes(b"not an image")
+    with pytest.raises(SceneDataError, match="could not write .*images_4.*nothing was left"):
+        write_downscaled(files, colmap_scene / "images", colmap_scene / "images_4", 4)
+    assert sorted(p.name for p in colmap_scene.iterdir()) == ["images", "sparse"]
+
+
+def test_transforms_with_one_frame(transforms_scene):
+    import json
+
+    meta = json.loads((transforms_scene / "transforms.json").read_text())
+    meta["frames"] = meta["frames"][:1]
+    (transforms_scene / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(SceneDataError, match=r"transforms.json has 1 frame\(s\); at least 2 camera poses"):
+        _outputs(transforms_scene)
+
+
+def test_transforms_frame_without_matrix_names_the_frame(transforms_scene):
+    import json
+
+    meta = json.loads((transforms_scene / "transforms.json").read_text())
+    del meta["frames"][5]["transform_matrix"]
+    (transforms_scene / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(SceneDataError, match=r"frame 5 \(images/005.png\) has no 'transform_matrix'"):
+        _outputs(transforms_scene)
