@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_scene
 from splat_core.data.scene_dataparser import SceneDataError, SceneDataParserConfig
+from tests.conftest import shared_scene
 
 
 def _outputs(data: Path, split="train", **kwargs):
