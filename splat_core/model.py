@@ -40,10 +40,16 @@ from nerfstudio.models.splatfacto import (
     random_quat_tensor,
     resize_image,
 )
+from nerfstudio.utils.rich_utils import CONSOLE
 from pytorch_msssim import ssim
 from torch import Tensor
 
-from splat_core.compat import OptionalLPIPS, allow_nerfstudio_checkpoints, offline_safe_lpips
+from splat_core.compat import (
+    OptionalLPIPS,
+    allow_nerfstudio_checkpoints,
+    install_checkpoint_errors,
+    offline_safe_lpips,
+)
 from splat_core.metrics import pixel_coverage
 from splat_core.rendering import rasterize
 from splat_core.rendering.contributions import count_contributions
@@ -154,6 +160,7 @@ class SplatModel(SplatfactoModel):
         # logging steps, since nothing reads them there and they cost kernels every step
         self.train_metrics_due: bool = True
         self._train_projections: Dict[Tuple, Tuple[int, Tensor, Tensor, int, int]] = {}
+        install_checkpoint_errors()  # ns-eval/viewer/render load a checkpoint right after building the model
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         """Splatfacto's callbacks; also keeps the training views for FastGS's multi-view scores."""
@@ -182,6 +189,29 @@ class SplatModel(SplatfactoModel):
         """Extra keyword arguments for the strategy's ``step_post_backward`` at ``step`` (none here; the guided
         model passes ``guidance=``)."""
         return {}
+
+    # ------------------------------------------------------------------ checkpoint state
+    def get_extra_state(self) -> Dict[str, object]:
+        """What a checkpoint holds besides the Parameters (``nn.Module``'s hook, saved as ``_extra_state``).
+
+        Returns:
+            ``{"strategy_state": self.strategy_state}``: the strategy's per-Gaussian accumulators ([N] tensors
+            aligned with the Gaussians saved beside them, or None) and scalars (``scene_scale``, world units).
+            Subclasses add their own keys; values stay types ``torch.load(weights_only=True)`` accepts.
+        """
+        return {"strategy_state": dict(self.strategy_state)}
+
+    def set_extra_state(self, state: Dict[str, object]) -> None:
+        """Restore :meth:`get_extra_state`'s dict (tensors moved to the model's device). A checkpoint of another
+        strategy (other keys) leaves the current state as built, with a log line."""
+        saved = state.get("strategy_state") if isinstance(state, dict) else None
+        if not isinstance(saved, dict):
+            return
+        if set(saved) != set(self.strategy_state):
+            CONSOLE.log("[yellow]checkpoint's strategy state is another strategy's; it starts afresh")
+            return
+        for key, value in saved.items():
+            self.strategy_state[key] = value.to(self.device) if isinstance(value, Tensor) else value
 
     @torch.no_grad()
     def render_view(self, camera: Cameras) -> RenderedView:

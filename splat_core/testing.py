@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -60,3 +60,32 @@ def write_transforms_scene(path: Path) -> Path:
 
 
 __all__ = ["SHARED_DATA", "look_at", "shared_scene", "write_transforms_scene"]
+
+
+def write_colmap_scene(path: Path, size: Tuple[int, int] = (32, 24), num: int = 8) -> Path:
+    """A tiny 3DGS-layout scene at ``path``: ``images/*.jpg`` of noise (``size`` = width, height in pixels) and
+    ``sparse/0`` (binary COLMAP, one PINHOLE camera, ``num`` views on a ring looking at the origin, 50 points).
+
+    Returns:
+        ``path``.
+    """
+    from nerfstudio.data.utils import colmap_parsing_utils as cu
+
+    rng = np.random.default_rng(0)
+    w, h = size
+    (path / "images").mkdir(parents=True)
+    (path / "sparse" / "0").mkdir(parents=True)
+    cameras = {1: cu.Camera(id=1, model="PINHOLE", width=w, height=h, params=np.array([30.0, 30.0, w / 2, h / 2]))}
+    images = {}
+    for i in range(num):
+        a = 2 * np.pi * i / num
+        c2w_cv = look_at([3 * np.cos(a), 3 * np.sin(a), 1.0]) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        w2c = np.linalg.inv(c2w_cv)
+        name = f"{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path / "images" / name, quality=95)
+        images[i + 1] = cu.Image(id=i + 1, qvec=cu.rotmat2qvec(w2c[:3, :3]), tvec=w2c[:3, 3], camera_id=1, name=name,
+                                 xys=np.zeros((0, 2)), point3D_ids=np.zeros(0, dtype=np.int64))
+    points = {j + 1: cu.Point3D(id=j + 1, xyz=rng.normal(size=3) * 0.3, rgb=np.array([128, 128, 128]), error=0.5,
+                                image_ids=np.array([1]), point2D_idxs=np.array([0])) for j in range(50)}
+    cu.write_model(cameras, images, points, path / "sparse" / "0", ext=".bin")
+    return path

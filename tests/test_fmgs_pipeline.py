@@ -163,7 +163,7 @@ def test_eval_without_dino_weights_skips_fidelity(scene_and_teachers, tmp_path):
 def test_geometry_checkpoint_without_field_loads(scene_and_teachers):
     """A splatting checkpoint (vlm-fastgs: same Gaussians, no fmgs_field.*) loads, so features can be trained on it."""
     pipeline = _pipeline(*scene_and_teachers)
-    state = {k: v.clone() for k, v in pipeline.state_dict().items() if "fmgs_field" not in k}
+    state = {k: v.clone() if torch.is_tensor(v) else v for k, v in pipeline.state_dict().items() if "fmgs_field" not in k}
     with torch.no_grad():
         state["_model.gauss_params.means"] += 1.0
     fresh = _pipeline(*scene_and_teachers)

@@ -2,7 +2,8 @@
 
 When the pipeline attaches a :class:`~vlm_instruct_gs.guidance.guidance_controller.GuidanceController`, it reaches the
 FastGS strategy only through ``guidance=`` in ``step_post_backward`` (per-Gaussian densify/prune masks at refinement
-steps), and queries its source after the step when a query is due.
+steps), and queries its source after the step when a query is due. Checkpoints hold the controller's state too
+(:meth:`VLMFastGSModel.get_extra_state`), so a resumed run applies the answers that were pending at the save.
 """
 
 from __future__ import annotations
@@ -34,6 +35,21 @@ class VLMFastGSModel(SplatModel):
     def attach_guidance(self, controller: Optional[GuidanceController]) -> None:
         """Let ``controller`` query at its schedule steps and guide the FastGS strategy (None detaches it)."""
         self._guidance = controller
+
+    def get_extra_state(self) -> Dict[str, object]:
+        """The shared model's checkpoint state plus ``"guidance"``: the attached controller's ``state_dict()``
+        (e.g. queries asked but not yet applied at the save), when a controller is attached."""
+        state = super().get_extra_state()
+        if self._guidance is not None:
+            state["guidance"] = self._guidance.state_dict()
+        return state
+
+    def set_extra_state(self, state: Dict[str, object]) -> None:
+        """Restore the shared model's state, and the controller's when one is attached and the checkpoint has it
+        (ns-eval/ns-viewer build no controller and ignore it)."""
+        super().set_extra_state(state)
+        if self._guidance is not None and isinstance(state, dict) and "guidance" in state:
+            self._guidance.load_state_dict(state["guidance"])
 
     def strategy_step_kwargs(self, step: int) -> Dict[str, object]:
         """``guidance=`` the controller's per-Gaussian masks for ``step`` (FastGS strategy only)."""
