@@ -11,6 +11,7 @@ checkpoint without the VLM's weights. A VLM that cannot be loaded stops ns-train
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List, Literal, Optional, Type
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -20,6 +21,7 @@ from nerfstudio.viewer.viewer_elements import ViewerText
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from splat_core.strategy import FastGSStrategy
+from vlm_instruct_gs.guidance.boxes_file import BoxesFileSource
 from vlm_instruct_gs.guidance.controller import GuidanceController
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
@@ -84,11 +86,17 @@ class VLMFastGSPipeline(VanillaPipeline):
         if not isinstance(self.model.strategy, FastGSStrategy):
             CONSOLE.log(f"[yellow]guidance.source={source_name!r} needs the fastgs strategy; training unguided")
             return
-        source = build_guidance_source(source_name, config.vlm, config.image_evidence)
+        source = build_guidance_source(source_name, config.vlm, config.image_evidence, config.guidance.boxes_file,
+                                       config.guidance.floater_keywords)
         if source is None:
             return
+        train_names = [Path(p).name for p in self.datamanager.train_dataparser_outputs.image_filenames]
+        if isinstance(source, BoxesFileSource):
+            eval_dataset = getattr(self.datamanager, "eval_dataset", None)
+            source.check_image_names(train_names, getattr(eval_dataset, "image_filenames", []))
         self._guidance = config.guidance.setup(source=source, status=self.guidance_status,
                                                last_answer=self.guidance_last)
+        self._guidance.set_image_names(train_names)
         self.model.attach_guidance(self._guidance)
 
     @property

@@ -32,6 +32,7 @@ from torch import Tensor
 from splat_core.rendering.views import Renderer
 from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.guidance import records
+from vlm_instruct_gs.guidance.boxes_file import BoxesFileSource
 from vlm_instruct_gs.guidance.gaussian_masks import regions_to_guidance
 from vlm_instruct_gs.guidance.mask_rule import PhaseRegions, region_masks
 from vlm_instruct_gs.guidance.phases import PHASES, phase_enabled, phase_name, settled_query_phases, unapplied_queries
@@ -40,7 +41,7 @@ from vlm_instruct_gs.guidance.resume_state import job_from_state, job_state, res
 from vlm_instruct_gs.guidance.snapshots import snapshot_views
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackend
-from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceWorker
+from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceView, GuidanceWorker
 
 if TYPE_CHECKING:  # guidance_controller.py imports this module to name it as the config's _target
     from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
@@ -75,6 +76,8 @@ class GuidanceController:
         self.last_answer = last_answer
         self.worker = GuidanceWorker(self._answer, config.asynchronous, config.max_pending, config.cuda_side_stream)
         self.output_dir: Optional[Path] = None
+        self.image_names: Optional[List[str]] = None
+        """File names of the training images, in the training cameras' order (:meth:`set_image_names`)."""
         self.last_verdict = "no answer yet"
         """Console line of the latest applied answer (:func:`~vlm_instruct_gs.guidance.records.verdict`)."""
         self.applied: List[Dict[str, Any]] = []
@@ -95,6 +98,11 @@ class GuidanceController:
     def set_output_dir(self, path: Optional[Path]) -> None:
         """Folder for the per-query records (None writes nothing)."""
         self.output_dir = Path(path) if path is not None else None
+
+    def set_image_names(self, names: Sequence[str]) -> None:
+        """File names of the training images ``[C]`` (the dataparser's ``image_filenames``, in camera order): recorded
+        with each query view and used by the ``boxes`` source to find its regions."""
+        self.image_names = [Path(n).name for n in names]
 
     def check_schedule(self, strategy: FastGSStrategy, max_steps: int, start_step: int = 0) -> Dict[str, List[int]]:
         """Warn about query steps whose results no later refinement/final-prune step of ``strategy`` can apply, and
@@ -182,9 +190,16 @@ class GuidanceController:
             return
         cfg = self.config
         for phase in phases:
+            candidates = None
+            if isinstance(self.source, BoxesFileSource):  # only the views the file gives regions for this phase
+                names = self.image_names or []
+                candidates = [i for i, n in enumerate(names) if self.source.has_region(phase, n)]
+                if not candidates:
+                    continue
             start = time.perf_counter()
             views = snapshot_views(
                 phase, step, render, cameras, images, cfg.views_for(phase), cfg.seed, cfg.subject_image,
+                image_names=self.image_names, candidates=candidates, novel_views=candidates is None,
                 interpolate_frac=cfg.novel_interpolate_frac, translation_frac=cfg.novel_translation_frac,
                 rotation_deg=cfg.novel_rotation_deg,
             )
@@ -252,13 +267,14 @@ class GuidanceController:
             else:
                 keys = sorted({k for v in job.views for k in v.evidence})
                 evidence = {k: [v.evidence.get(k) for v in job.views] for k in keys}
-                boxes = self.source.boxes(job.phase, images, **evidence)
+                boxes = self.source.boxes(job.phase, images, image_names=[v.image_name for v in job.views],
+                                          **evidence)
         except Exception as err:  # a failing source must never stop training
             error = f"{type(err).__name__}: {err}"
             CONSOLE.log(f"[yellow]guidance: {job.phase} query of step {job.step} failed ({error}); no boxes")
             boxes = [[] for _ in range(n)]
         boxes = tuple(tuple(b) for b in boxes)
-        regions = tuple(self._regions(job.phase, b, *v.image.shape[:2]) for v, b in zip(job.views, boxes))
+        regions = tuple(self._regions(job.phase, b, v, *v.image.shape[:2]) for v, b in zip(job.views, boxes))
         result = GuidanceResult(
             job=job, boxes=boxes, answers=answers, prompt=prompt, seconds=time.perf_counter() - start, error=error,
             regions=regions,
@@ -268,14 +284,16 @@ class GuidanceController:
         return result
 
     # ------------------------------------------------------------------ apply side
-    def _regions(self, phase: str, boxes, height: int, width: int) -> PhaseRegions:
+    def _regions(self, phase: str, boxes, view: GuidanceView, height: int, width: int) -> PhaseRegions:
+        if isinstance(self.source, BoxesFileSource):  # its masks and 'background' entries are not boxes alone
+            return self.source.regions(phase, view.image_name, height, width, self.config.detail_target)
         return region_masks(phase, boxes, height, width, self.config.detail_target, self.config.floater_keywords)
 
     def _view_regions(self, result: GuidanceResult) -> Tuple[PhaseRegions, ...]:
         """The result's regions at the view images' size (computed here for results built without them)."""
         if len(result.regions) == len(result.job.views):
             return result.regions
-        return tuple(self._regions(result.job.phase, b, *v.image.shape[:2])
+        return tuple(self._regions(result.job.phase, b, v, *v.image.shape[:2])
                      for v, b in zip(result.job.views, result.boxes))
 
     def _map(self, result: GuidanceResult, render: Renderer) -> Tuple[Optional[Tensor], Optional[Tensor]]:
@@ -283,11 +301,11 @@ class GuidanceController:
         cfg = self.config
         views = []
         for view, boxes, regions in zip(result.job.views, result.boxes, self._view_regions(result)):
-            if not boxes:
+            if regions.size is None:
                 continue
             out = render(view.camera)
             if regions.size != tuple(out.depth.shape):  # the training resolution changed since the query (splatfacto's
-                regions = self._regions(result.job.phase, boxes, *out.depth.shape)  # schedule): boxes are size-free
+                regions = self._regions(result.job.phase, boxes, view, *out.depth.shape)  # schedule)
             views.append((out, regions))
         return regions_to_guidance(views, cfg.densify_outside, cfg.combine, cfg.radius_scale, cfg.floater_depth_margin)
 

@@ -24,9 +24,13 @@ class GuidanceConfig(InstantiateConfig):
     ``--pipeline.image-evidence.*``)."""
 
     _target: Type = field(default_factory=lambda: GuidanceController)
-    source: Literal["vlm", "image-evidence", "none"] = "vlm"
+    source: Literal["vlm", "image-evidence", "boxes", "none"] = "vlm"
     """Guidance source: 'vlm' (a local Qwen3-VL, --pipeline.vlm.model-path; loaded at start-up), 'image-evidence'
-    (weights-free image statistics) or 'none' (plain FastGS)."""
+    (weights-free image statistics), 'boxes' (regions per training image from --pipeline.guidance.boxes-file) or
+    'none' (plain FastGS)."""
+    boxes_file: Optional[Path] = None
+    """JSON file of the 'boxes' source: boxes (0-1000) and/or masks per training image file name and phase
+    (:mod:`vlm_instruct_gs.guidance.boxes_file`)."""
     schedule: GuidanceSchedule = field(default_factory=GuidanceSchedule)
     """Phase windows and query intervals, in steps."""
     detail_views: int = 4

@@ -45,6 +45,8 @@ def job_state(job: GuidanceJob, evidence: bool = True) -> State:
             "camera": camera_state(v.camera),
             "image": _cpu(v.image),
             "evidence": {k: _cpu(t) for k, t in v.evidence.items()} if evidence else {},
+            "image_name": v.image_name,
+            "train_index": v.train_index,
         }
         for v in job.views
     ]
@@ -54,7 +56,8 @@ def job_state(job: GuidanceJob, evidence: bool = True) -> State:
 def job_from_state(state: State) -> GuidanceJob:
     """Inverse of :func:`job_state`."""
     views = tuple(
-        GuidanceView(v["view_id"], camera_from_state(v["camera"]), v["image"], dict(v["evidence"]))
+        GuidanceView(v["view_id"], camera_from_state(v["camera"]), v["image"], dict(v["evidence"]),
+                     v.get("image_name", ""), int(v.get("train_index", -1)))  # older checkpoints lack both
         for v in state["views"]
     )
     return GuidanceJob(phase=state["phase"], step=int(state["step"]), views=views)

@@ -16,7 +16,7 @@ View choice and novel poses come from a generator seeded with ``(seed, step, pha
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float
@@ -48,6 +48,9 @@ def snapshot_views(
     num_views: int,
     seed: int = 0,
     subject_image: str = "ground-truth",
+    image_names: Optional[Sequence[str]] = None,
+    candidates: Optional[Sequence[int]] = None,
+    novel_views: bool = True,
     **novel: float,
 ) -> Tuple[GuidanceView, ...]:
     """The views a ``phase`` query at ``step`` asks about.
@@ -61,6 +64,10 @@ def snapshot_views(
         num_views: views per query (at most C training views; any number of novel views).
         seed: base seed.
         subject_image: ``"ground-truth"`` (the photo) or ``"render"`` for the subject phase.
+        image_names: file names of the training images ``[C]`` (recorded in each view), or None.
+        candidates: training views to draw from (e.g. those a boxes file names); None is all of them.
+        novel_views: ``artifacts`` renders novel views (True) or training views like ``detail`` (False: a source that
+            knows regions per training image).
         novel: ``interpolate_frac``, ``translation_frac``, ``rotation_deg`` of
             :func:`~vlm_instruct_gs.guidance.novel_views.novel_poses`.
 
@@ -72,7 +79,8 @@ def snapshot_views(
     cameras = cameras.to("cpu")
     gen = torch.Generator().manual_seed(seed * 1_000_003 + step * len(PHASES) + PHASES.index(phase))
     views: List[GuidanceView] = []
-    if phase == "artifacts":
+    names = list(image_names) if image_names is not None else [""] * len(cameras)
+    if phase == "artifacts" and novel_views:
         novel_cams, nearest, interpolated = novel_cameras(cameras, num_views, gen, **novel)
         for j in range(num_views):
             camera, ref = novel_cams[j : j + 1], int(nearest[j])
@@ -86,17 +94,19 @@ def snapshot_views(
             )
             kind = "between" if bool(interpolated[j]) else "around"
             evidence = {"reference": to_uint8_image(warped), "valid": valid.cpu()}
-            views.append(GuidanceView(f"novel_{j:02d}_{kind}_{ref:04d}", camera, to_uint8_image(out.rgb), evidence))
+            views.append(GuidanceView(f"novel_{j:02d}_{kind}_{ref:04d}", camera, to_uint8_image(out.rgb), evidence,
+                                      names[ref], ref))
         return tuple(views)
-    for i in torch.randperm(len(cameras), generator=gen)[:num_views].tolist():
+    pool = torch.arange(len(cameras)) if candidates is None else torch.as_tensor(list(candidates), dtype=torch.long)
+    for i in pool[torch.randperm(len(pool), generator=gen)[:num_views]].tolist():
         camera = cameras[i : i + 1]
         gt = to_uint8_image(images[i]["image"])
         if phase == "subject" and subject_image == "ground-truth":
-            views.append(GuidanceView(f"train_{i:04d}", camera, gt))
+            views.append(GuidanceView(f"train_{i:04d}", camera, gt, {}, names[i], i))
             continue
         out = render(camera)
         evidence = {"reference": gt} if phase == "detail" else {"depth": out.depth.cpu()}
-        views.append(GuidanceView(f"train_{i:04d}", camera, to_uint8_image(out.rgb), evidence))
+        views.append(GuidanceView(f"train_{i:04d}", camera, to_uint8_image(out.rgb), evidence, names[i], i))
     return tuple(views)
 
 

@@ -12,7 +12,8 @@ configs' ``setup()`` and reads a failure from the typed :class:`GuidanceSourceEr
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 from vlm_instruct_gs.guidance.boxes import Box
 
@@ -64,25 +65,37 @@ class GuidanceSource(abc.ABC):
 
 
 def build_guidance_source(
-    source: str, vlm: "VLMBackendConfig", image_evidence: "ImageEvidenceGuideConfig"
+    source: str,
+    vlm: "VLMBackendConfig",
+    image_evidence: "ImageEvidenceGuideConfig",
+    boxes_file: Optional[Union[str, Path]] = None,
+    floater_keywords: Optional[Sequence[str]] = None,
 ) -> Optional[GuidanceSource]:
     """The configured guidance source, loaded now (the VLM's weights included), or None for ``"none"``.
 
     Args:
-        source: ``"vlm"``, ``"image-evidence"`` or ``"none"`` (``GuidanceConfig.source``).
+        source: ``"vlm"``, ``"image-evidence"``, ``"boxes"`` or ``"none"`` (``GuidanceConfig.source``).
         vlm: the VLM backend config (``--pipeline.vlm.*``).
         image_evidence: the weights-free source's config (``--pipeline.image-evidence.*``).
+        boxes_file: the JSON file of the ``boxes`` source (``--pipeline.guidance.boxes-file``).
+        floater_keywords: artefact labels naming floaters, for the ``boxes`` source. Default is the mask rule's.
 
     Raises:
         GuidanceSetupError: the VLM cannot be loaded (one line naming --pipeline.vlm.model-path, how to get the
-            weights and how to train without them), or an unknown source.
+            weights and how to train without them), the boxes file is missing or invalid, or an unknown source.
     """
     if source == "none":
         return None
     if source == "image-evidence":
         return image_evidence.setup()
+    if source == "boxes":
+        from vlm_instruct_gs.guidance.boxes_file import BoxesFileSource  # it imports this module
+
+        if boxes_file is None:
+            raise GuidanceSetupError("--pipeline.guidance.source boxes needs --pipeline.guidance.boxes-file FILE")
+        return BoxesFileSource(Path(boxes_file), *(() if floater_keywords is None else (floater_keywords,)))
     if source != "vlm":
-        raise GuidanceSetupError(f"unknown guidance source {source!r}; expected vlm, image-evidence or none")
+        raise GuidanceSetupError(f"unknown guidance source {source!r}; expected vlm, image-evidence, boxes or none")
     try:
         return vlm.setup()
     except (GuidanceSourceError, ValueError) as err:

@@ -43,12 +43,17 @@ class GuidanceView:
         image (Tensor): what the source sees, uint8 0-255. [H, W, 3]
         evidence (dict): extra per-view inputs for weights-free sources, CPU tensors (``reference`` [H, W, 3] uint8,
             ``valid`` [H, W] bool, ``depth`` [H, W] float). Default is empty.
+        image_name (str): file name of the training image of a training view (``frame_00001.jpg``); of the nearest
+            training view for a novel view. Default is "" (unknown).
+        train_index (int): index of that training view in the training cameras, -1 when unknown. Default is -1.
     """
 
     view_id: str
     camera: Cameras
     image: UInt8[Tensor, "H W 3"]
     evidence: Dict[str, Tensor] = field(default_factory=dict)
+    image_name: str = ""
+    train_index: int = -1
 
 
 @dataclass(frozen=True)
