@@ -13,6 +13,8 @@ from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 from jaxtyping import Float
 from torch import Tensor
 
+from splat_core.strategy.ops import sample_without_replacement, spawn_points, top_k_mask
+
 ParamsT = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
 
 
@@ -57,6 +59,13 @@ class FastGSStrategy(Strategy):
     - ``"prune"`` in [0, 1]: GSs with a value above ``guidance_prune_thresh`` are not densified, join the prune
       candidates (within the budget, drawn with priority ``max(prune_score, value)``) and are removed by the final
       prune.
+    - ``"grow"`` in [0, 1] (phase 1, detail regions): among GSs with a value above 0.5 that VCD did not pick, the
+      ``guidance_grow_budget`` with the highest gradient (``max(grad / grow_grad2d, absgrad / grow_grad2d_abs)``,
+      visible ones only) are duplicated (small) or split (large) too, whatever their multi-view score.
+    - ``"spawn"`` (phases 2 and 3): ``{"means": [M, 3] world units, "colors": [M, 3] RGB in [0, 1], "scales": [M]
+      world units}``, new isotropic GSs (opacity 0.1, as new 3DGS points) appended after the growth by
+      :func:`splat_core.strategy.ops.spawn`; like clones they are never pruned in their own refinement. The caller
+      chooses them and their number (:mod:`vlm_instruct_gs.guidance.spawning`).
 
     .. note::
         Faithful to the reference code except: scores travel through the ops in ``state``, so they stay aligned with
@@ -119,6 +128,8 @@ class FastGSStrategy(Strategy):
         guidance_densify_scale (float): VCD threshold multiplier for ``guidance["densify"] == 1`` (its inverse for
           -1). Default is 0.5.
         guidance_prune_thresh (float): ``guidance["prune"]`` values above this mark prune candidates. Default is 0.5.
+        guidance_grow_budget (int): Most GSs duplicated or split per refinement by ``guidance["grow"]`` beyond VCD's
+          choice (0 disables it). Default is 1000.
         verbose (bool): Whether to print verbose information. Default is False.
 
     Examples:
@@ -169,6 +180,7 @@ class FastGSStrategy(Strategy):
     absgrad: bool = True
     guidance_densify_scale: float = 0.5
     guidance_prune_thresh: float = 0.5
+    guidance_grow_budget: int = 1000
     verbose: bool = False
 
     @classmethod
@@ -264,7 +276,7 @@ class FastGSStrategy(Strategy):
         info: Dict[str, Any],
         packed: bool = False,
         view_scores: Optional[Dict[str, Tensor]] = None,
-        guidance: Optional[Dict[str, Tensor]] = None,
+        guidance: Optional[Dict[str, Any]] = None,
     ):
         """Callback function to be executed after the `loss.backward()` call (and the optimizer step).
 
@@ -278,7 +290,8 @@ class FastGSStrategy(Strategy):
             packed: Whether the rasterization ran with ``packed=True``.
             view_scores: Output of :func:`compute_view_scores` for the current GSs; required when
               `wants_view_scores()` is True, ignored otherwise. Values [N].
-            guidance: Optional ``{"densify": [N], "prune": [N]}`` bool or float masks (see the class docstring).
+            guidance: Optional ``{"densify": [N], "prune": [N], "grow": [N]}`` bool or float masks and ``"spawn"``
+              new GSs (see the class docstring).
         """
         if step >= max(self.refine_stop_iter, self.final_prune_stop_iter):
             return
@@ -291,16 +304,18 @@ class FastGSStrategy(Strategy):
             prune_score = self._score(view_scores, "prune_score", n, step, dev).clamp(0.0, 1.0)
             guide_densify = self._guidance(guidance, "densify", n, -1.0, 1.0, dev)
             guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
+            guide_grow = self._guidance(guidance, "grow", n, 0.0, 1.0, dev)
             # held in state for this refinement only, so duplicate/split/remove keep them aligned with the GSs
             state["prune_score"], state["guide_prune"] = prune_score, guide_prune
 
-            n_dupli, n_split = self._grow_gs(params, optimizers, state, densify_score, guide_densify)
+            n_dupli, n_split = self._grow_gs(params, optimizers, state, densify_score, guide_densify, guide_grow)
+            n_spawn = self._spawn_gs(params, optimizers, state, guidance)
             # split replaces each parent by two children appended at the end: 2 new GSs per split
-            n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + 2 * n_split)
+            n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + 2 * n_split + n_spawn)
             if self.verbose:
                 print(
-                    f"Step {step}: {n_dupli} GSs duplicated, {n_split} GSs split, {n_prune} GSs pruned. "
-                    f"Now having {len(params['means'])} GSs."
+                    f"Step {step}: {n_dupli} GSs duplicated, {n_split} GSs split, {n_spawn} GSs spawned, "
+                    f"{n_prune} GSs pruned. Now having {len(params['means'])} GSs."
                 )
             state["prune_score"] = state["guide_prune"] = None
             state["grad2d"].zero_()
@@ -341,9 +356,9 @@ class FastGSStrategy(Strategy):
     ) -> Optional[Tensor]:  # [N] float in [lo, hi], or None
         if guidance is None:
             return None
-        unknown = set(guidance) - {"densify", "prune"}
+        unknown = set(guidance) - {"densify", "prune", "grow", "spawn"}
         if unknown:
-            raise ValueError(f"Unknown guidance keys {sorted(unknown)}; expected 'densify' and/or 'prune'")
+            raise ValueError(f"Unknown guidance keys {sorted(unknown)}; expected 'densify', 'prune', 'grow', 'spawn'")
         if guidance.get(key) is None:
             return None
         value = guidance[key].detach().reshape(-1).float().clamp(lo, hi).to(device)
@@ -409,6 +424,7 @@ class FastGSStrategy(Strategy):
         state: Dict[str, Any],
         densify_score: Float[Tensor, "N"],
         guide_densify: Optional[Float[Tensor, "N"]],
+        guide_grow: Optional[Float[Tensor, "N"]] = None,
     ) -> Tuple[int, int]:
         count = state["count"].clamp_min(1)
         grads = state["grad2d"] / count
@@ -431,6 +447,15 @@ class FastGSStrategy(Strategy):
 
         is_dupli = is_clone & is_consistent
         is_split = is_split & is_consistent
+        if guide_grow is not None and self.guidance_grow_budget > 0:
+            # phase 1: the region's GSs with the highest gradient grow too, whatever their multi-view score
+            rank = grads / max(self.grow_grad2d, 1e-12)
+            if self.absgrad:
+                rank = torch.maximum(rank, state["grad2d_abs"] / count / max(self.grow_grad2d_abs, 1e-12))
+            eligible = (guide_grow > 0.5) & ~is_dupli & ~is_split & (state["count"] > 0) & (rank > 0)
+            chosen = top_k_mask(rank, eligible, self.guidance_grow_budget)
+            is_dupli |= chosen & is_small
+            is_split |= chosen & ~is_small
         n_dupli = int(is_dupli.sum().item())
         n_split = int(is_split.sum().item())
 
@@ -442,6 +467,13 @@ class FastGSStrategy(Strategy):
         if n_split > 0:
             split(params=params, optimizers=optimizers, state=state, mask=is_split)
         return n_dupli, n_split
+
+    @torch.no_grad()
+    def _spawn_gs(self, params: ParamsT, optimizers: Dict[str, torch.optim.Optimizer], state: Dict[str, Any],
+                  guidance: Optional[Dict[str, Any]]) -> int:
+        """Append ``guidance["spawn"]``'s new GSs (class docstring); returns their number."""
+        new = None if guidance is None else guidance.get("spawn")
+        return 0 if new is None else spawn_points(params, optimizers, state, new)
 
     @torch.no_grad()
     def _prune_gs(
@@ -470,7 +502,7 @@ class FastGSStrategy(Strategy):
         if self.prune_sample_candidates_only:
             drawable &= is_cand
         weights = torch.where(drawable, weights, torch.zeros_like(weights))
-        is_prune = is_cand & _sample_without_replacement(weights, budget)
+        is_prune = is_cand & sample_without_replacement(weights, budget)
         n_prune = int(is_prune.sum().item())
         if n_prune > 0:
             remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
@@ -509,20 +541,3 @@ LEGACY_SETTINGS: Dict[str, Any] = {
 }
 """The fields whose defaults changed with FastGS-faithful scores and early growth, at their earlier values
 (:meth:`FastGSStrategy.legacy`)."""
-
-
-def _sample_without_replacement(weights: Tensor, k: int) -> Tensor:  # [N] >= 0 -> [N] bool
-    """Draw ``k`` indices without replacement, proportionally to ``weights`` (zero weight: never drawn).
-
-    Gumbel-top-k, equivalent to successive ``torch.multinomial(weights, k, replacement=False)`` draws but without its
-    2**24-category limit. ``k`` is capped at the number of positive weights.
-    """
-    positive = weights > 0
-    k = min(k, int(positive.sum().item()))
-    mask = torch.zeros_like(positive)
-    if k <= 0:
-        return mask
-    u = torch.rand_like(weights, dtype=torch.float32).clamp_min(1e-20)
-    keys = torch.where(positive, weights.float().log() - torch.log(-torch.log(u)), float("-inf"))
-    mask[torch.topk(keys, k).indices] = True
-    return mask
