@@ -114,7 +114,8 @@ def test_answers_are_applied_at_the_next_refine_step_to_the_then_current_gaussia
         ctrl.after_step(step, scene.render, scene.cameras, scene.images, strategy)  # queries at step 2 only
     scene.n = 24  # the strategy densified in between: the answer is mapped to the 24 current Gaussians
     guidance = ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))
-    assert set(guidance) == {"densify"} and guidance["densify"].shape == (24,)
+    assert set(guidance) == {"densify", "grow"} and guidance["densify"].shape == (24,)
+    torch.testing.assert_close(guidance["grow"], guidance["densify"].clamp(0, 1))  # phase 1's region, for the budget
     x = torch.linspace(0.5, 15.5, 24)
     assert bool((guidance["densify"][x < 7] == 1).all()) and bool((guidance["densify"][x > 9] == 0).all())
     assert [(a["step"], a["query_step"], a["phase"]) for a in ctrl.applied] == [(4, 2, "detail")]

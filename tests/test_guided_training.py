@@ -158,7 +158,7 @@ def test_fixed_answer_densifies_exactly_the_gaussians_under_the_box(scene, monke
                               grow_grad2d_abs=0.0, refine_opa_clamp=1.0)
     schedule = GuidanceSchedule(detail_start=2, detail_stop=3, detail_every=1, subject_every=0, artifacts_every=0)
     pipeline = _pipeline(scene, "vlm", strategy=strategy, vlm=VLMBackendConfig(_target=FixedAnswerBackend),
-                         schedule=schedule, detail_views=1)
+                         schedule=schedule, detail_views=1, detail_grow=False)  # the threshold path alone
     model = pipeline.model
     seen, grown = {}, []
     for op in ("duplicate", "split"):

@@ -52,11 +52,11 @@ class VLMFastGSModel(SplatModel):
             self._guidance.load_state_dict(state["guidance"])
 
     def strategy_step_kwargs(self, step: int) -> Dict[str, object]:
-        """``guidance=`` the controller's per-Gaussian masks for ``step`` (FastGS strategy only)."""
+        """``guidance=`` the controller's per-Gaussian masks and new Gaussians for ``step`` (FastGS strategy only)."""
         if self._guidance is None or not isinstance(self.strategy, FastGSStrategy):
             return {}
         return {"guidance": self._guidance.guidance_for_step(step, self.strategy, self.render_view, self.num_points,
-                                                              self.device)}
+                                                              self.device, self._train_views)}
 
     def step_post_backward(self, step: int) -> None:
         """The strategy step (with guidance), then the controller's query, if one is due."""

@@ -29,6 +29,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor
 
+from splat_core.model import TrainViews
 from splat_core.rendering.views import Renderer
 from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.guidance import records
@@ -39,6 +40,7 @@ from vlm_instruct_gs.guidance.phases import PHASES, phase_enabled, phase_name, s
 from vlm_instruct_gs.guidance.prompts import read_prompt_file
 from vlm_instruct_gs.guidance.resume_state import job_from_state, job_state, result_from_state, result_state
 from vlm_instruct_gs.guidance.snapshots import snapshot_views
+from vlm_instruct_gs.guidance.spawning import SPAWN_PHASES, SpawnSettings, spawn_for_views
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackend
 from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceView, GuidanceWorker
@@ -130,8 +132,14 @@ class GuidanceController:
         return strategy.is_refine_step(step) or strategy.is_final_prune_step(step)
 
     def guidance_for_step(
-        self, step: int, strategy: FastGSStrategy, render: Renderer, num_gaussians: int, device: torch.device
-    ) -> Optional[Dict[str, Tensor]]:
+        self,
+        step: int,
+        strategy: FastGSStrategy,
+        render: Renderer,
+        num_gaussians: int,
+        device: torch.device,
+        train_views: Optional[TrainViews] = None,
+    ) -> Optional[Dict[str, Any]]:
         """Per-Gaussian guidance for the strategy at ``step``, or None (not a refinement step, nothing answered).
 
         Args:
@@ -140,31 +148,44 @@ class GuidanceController:
             render: renders one camera with the current Gaussians (:class:`~splat_core.rendering.views.RenderedView`).
             num_gaussians: current N.
             device: device of the Gaussians.
+            train_views: the training cameras and images (colours of spawned Gaussians); None spawns nothing.
 
         Returns:
-            ``{"densify": [N] float in [-1, 1], "prune": [N] float in [0, 1]}`` (keys present when some answer gave
-            them) on ``device``, or None.
+            ``{"densify": [N] float in [-1, 1], "prune": [N] float in [0, 1], "grow": [N] float in [0, 1],
+            "spawn": {"means", "colors", "scales"}}`` (keys present when some answer gave them) on ``device``, or
+            None. ``grow`` is phase 1's region overlap (``detail_grow``); ``spawn`` holds phase 2/3's new Gaussians,
+            at refine steps only (:func:`~vlm_instruct_gs.guidance.spawning.spawn_for_views`).
         """
         if not self._is_apply_step(strategy, step):
             return None
         start = time.perf_counter()
-        results = self.worker.collect(wait=self.config.wait_for_results or not self.config.asynchronous)
-        densify = torch.zeros(num_gaussians, device=device)
-        prune = torch.zeros(num_gaussians, device=device)
-        has = {"densify": False, "prune": False}
+        results = self._collect(step)
+        cfg = self.config
+        out: Dict[str, Any] = {}
+        mapped = []
         for result in results:
-            d, p = self._map(result, render)
+            d, p, views = self._map(result, render)
             if d is not None:
-                densify, has["densify"] = densify + d.to(device), True
+                out["densify"] = out.get("densify", 0.0) + d.to(device)
+                if result.job.phase == "detail" and cfg.detail_grow:
+                    out["grow"] = torch.maximum(out.get("grow", torch.zeros_like(d)), d.clamp(0.0, 1.0)).to(device)
             if p is not None:
-                prune, has["prune"] = torch.maximum(prune, p.to(device)), True
-            self._report(step, result, d, p, strategy.guidance_prune_thresh)
+                out["prune"] = torch.maximum(out.get("prune", torch.zeros(num_gaussians, device=device)), p.to(device))
+            mapped.append((result, d, p, views if result.job.phase in SPAWN_PHASES else []))
+        spawned = [0] * len(mapped)
+        if strategy.is_refine_step(step) and train_views is not None and cfg.spawn_budget > 0:
+            points, spawned = spawn_for_views([m[3] for m in mapped], train_views, self._spawn_settings(step))
+            if points["means"].shape[0] > 0:
+                out["spawn"] = {k: v.to(device) for k, v in points.items()}
+        for (result, d, p, _), n_spawned in zip(mapped, spawned):
+            self._report(step, result, d, p, strategy.guidance_prune_thresh, n_spawned)
         self.apply_seconds += time.perf_counter() - start
         self._set_status(step)
-        if not any(has.values()):
-            return None
-        out = {"densify": densify.clamp(-1.0, 1.0), "prune": prune.clamp(0.0, 1.0)}
-        return {k: v for k, v in out.items() if has[k]}
+        if "densify" in out:
+            out["densify"] = out["densify"].clamp(-1.0, 1.0)
+        if "prune" in out:
+            out["prune"] = out["prune"].clamp(0.0, 1.0)
+        return out or None
 
     def after_step(
         self,
@@ -284,6 +305,10 @@ class GuidanceController:
         return result
 
     # ------------------------------------------------------------------ apply side
+    def _collect(self, step: int) -> List[GuidanceResult]:
+        """The results to apply at ``step``."""
+        return self.worker.collect(wait=self.config.wait_for_results or not self.config.asynchronous)
+
     def _regions(self, phase: str, boxes, view: GuidanceView, height: int, width: int) -> PhaseRegions:
         if isinstance(self.source, BoxesFileSource):  # its masks and 'background' entries are not boxes alone
             return self.source.regions(phase, view.image_name, height, width, self.config.detail_target)
@@ -296,10 +321,11 @@ class GuidanceController:
         return tuple(self._regions(result.job.phase, b, v, *v.image.shape[:2])
                      for v, b in zip(result.job.views, result.boxes))
 
-    def _map(self, result: GuidanceResult, render: Renderer) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        """``(densify [N] or None, prune [N] or None)`` of one result for the current Gaussians."""
+    def _map(self, result: GuidanceResult, render: Renderer) -> Tuple[Optional[Tensor], Optional[Tensor], List]:
+        """``(densify [N] or None, prune [N] or None, [(view, render, regions)])`` of one result for the current
+        Gaussians."""
         cfg = self.config
-        views = []
+        views, rendered = [], []
         for view, boxes, regions in zip(result.job.views, result.boxes, self._view_regions(result)):
             if regions.size is None:
                 continue
@@ -307,11 +333,20 @@ class GuidanceController:
             if regions.size != tuple(out.depth.shape):  # the training resolution changed since the query (splatfacto's
                 regions = self._regions(result.job.phase, boxes, view, *out.depth.shape)  # schedule)
             views.append((out, regions))
-        return regions_to_guidance(views, cfg.densify_outside, cfg.combine, cfg.radius_scale, cfg.floater_depth_margin)
+            rendered.append((view, out, regions))
+        densify, prune = regions_to_guidance(views, cfg.densify_outside, cfg.combine, cfg.radius_scale,
+                                             cfg.floater_depth_margin)
+        return densify, prune, rendered
 
-    def _report(self, step: int, result: GuidanceResult, densify, prune, prune_thresh: float) -> None:
+    def _spawn_settings(self, step: int) -> SpawnSettings:
+        cfg = self.config
+        return SpawnSettings(budget=cfg.spawn_budget, depth_range=cfg.spawn_depth_range, min_error=cfg.spawn_min_error,
+                             cell=cfg.spawn_cell, min_per_cell=cfg.spawn_min_per_cell,
+                             seed=cfg.seed * 1_000_003 + step)
+
+    def _report(self, step: int, result: GuidanceResult, densify, prune, prune_thresh: float, spawned: int = 0) -> None:
         """Verdict line, applied.jsonl record, TensorBoard image."""
-        record = records.applied_record(step, result, densify, prune, prune_thresh)
+        record = records.applied_record(step, result, densify, prune, prune_thresh, spawned)
         self.last_verdict = records.verdict(record)
         CONSOLE.log(f"guidance at step {step}: {self.last_verdict}")
         self.applied.append(record)

@@ -49,6 +49,21 @@ class GuidanceConfig(InstantiateConfig):
     """Phase-2 prompt file; None is <vlm.prompt_dir or configs/prompts>/subject.txt."""
     artifacts_prompt_file: Optional[Path] = None
     """Phase-3 prompt file; None is <vlm.prompt_dir or configs/prompts>/artifacts.txt."""
+    detail_grow: bool = True
+    """Phase 1 also hands the detail regions to the strategy as ``guidance["grow"]``: up to its
+    ``guidance_grow_budget`` region Gaussians per refinement grow by gradient rank, whatever their multi-view score."""
+    spawn_budget: int = 2000
+    """Phases 2 and 3: at most this many new Gaussians per refinement where the background / under-reconstructed
+    regions hold too few (:mod:`~vlm_instruct_gs.guidance.spawning`); 0 disables spawning."""
+    spawn_depth_range: Tuple[float, float] = (0.2, 1.5)
+    """Depths sampled along transparent pixels' rays, in multiples of the camera's distance to the point the training
+    cameras look at (the random initial points' range)."""
+    spawn_min_error: float = 0.1
+    """Region pixels whose render is within this mean absolute RGB error of the training image get no new Gaussian."""
+    spawn_cell: int = 8
+    """Side, in render pixels, of the cells in which projected Gaussian centres are counted."""
+    spawn_min_per_cell: int = 1
+    """A region cell with fewer visible Gaussian centres than this is under-populated and gets new Gaussians."""
     densify_outside: float = 0.0
     """Densify guidance, in [-1, 1], of Gaussians seen outside the region to densify (negative holds them back)."""
     combine: Literal["max", "mean"] = "mean"

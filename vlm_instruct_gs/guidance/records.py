@@ -108,7 +108,8 @@ def append_applied(out_dir: Optional[Path], record: Dict[str, Any]) -> None:
 
 
 def applied_record(
-    step: int, result: GuidanceResult, densify: Optional[Tensor], prune: Optional[Tensor], prune_thresh: float
+    step: int, result: GuidanceResult, densify: Optional[Tensor], prune: Optional[Tensor], prune_thresh: float,
+    spawned: int = 0,
 ) -> Dict[str, Any]:
     """The ``applied.jsonl`` record of one result applied at training ``step``.
 
@@ -118,10 +119,11 @@ def applied_record(
         densify: its per-Gaussian densify guidance, or None. [N]
         prune: its per-Gaussian prune guidance, or None. [N]
         prune_thresh: prune values above this mark a Gaussian (``FastGSStrategy.guidance_prune_thresh``).
+        spawned: new Gaussians its regions added (phases 2 and 3).
 
     Returns:
         JSON-ready dict: steps, phase, view ids, boxes (Qwen3-VL records), error, Gaussians given densify guidance
-        (> 0) and marked for pruning, the mean positive densify value, the source's seconds.
+        (> 0) and marked for pruning, new Gaussians spawned, the mean positive densify value, the source's seconds.
     """
     job = result.job
     n_densify = int((densify > 0).sum()) if densify is not None else 0
@@ -129,7 +131,8 @@ def applied_record(
     return {
         "step": step, "query_step": job.step, "phase": job.phase, "views": [v.view_id for v in job.views],
         "boxes": [[b.to_json() for b in boxes] for boxes in result.boxes], "error": result.error,
-        "densify_gaussians": n_densify, "prune_gaussians": n_prune, "seconds": round(result.seconds, 4),
+        "densify_gaussians": n_densify, "prune_gaussians": n_prune, "spawned_gaussians": int(spawned),
+        "seconds": round(result.seconds, 4),
         "mean_densify": round(float(densify[densify > 0].mean()), 4) if n_densify else 0.0,
     }
 
@@ -142,6 +145,7 @@ def verdict(record: Dict[str, Any]) -> str:
         f"{record['phase']}@{record['query_step']}: {boxes} box(es) in {len(record['views'])} view(s)"
         + (f", error {record['error']}" if record["error"] else "")
         + f"; densify {record['densify_gaussians']} GSs, prune {record['prune_gaussians']} GSs"
+        + (f", spawn {record['spawned_gaussians']} GSs" if record.get("spawned_gaussians") else "")
     )
 
 
