@@ -101,6 +101,7 @@ def _strategy(reset_every=0):
 
 def _controller(source, **kwargs):
     schedule = GuidanceSchedule(detail_start=2, detail_stop=3, detail_every=1, subject_every=0, artifacts_every=0)
+    kwargs = {"apply_delay": 1, **kwargs}  # deterministic (the default), applied at the next apply step
     return GuidanceController(GuidanceConfig(source="image-evidence", schedule=schedule, detail_views=2,
                                              log_images=False, **kwargs), source)
 
@@ -125,7 +126,7 @@ def test_answers_are_applied_at_the_next_refine_step_to_the_then_current_gaussia
 
 def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
     scene, strategy, gate = _Scene(16), _strategy(), threading.Event()
-    ctrl = _controller(_FixedSource(gate), asynchronous=True)
+    ctrl = _controller(_FixedSource(gate), asynchronous=True, deterministic=False)
     ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)
     start = time.perf_counter()
     assert ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu")) is None
@@ -138,6 +139,39 @@ def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
     assert guidance is not None and float(guidance["densify"].max()) == 1.0
     assert ctrl.applied[0]["step"] == 8 and ctrl.applied[0]["query_step"] == 2
     ctrl.close()
+
+
+def test_deterministic_mode_applies_at_a_fixed_step_after_the_query_waiting_for_a_late_source():
+    scene, strategy, gate = _Scene(16), _strategy(), threading.Event()
+    ctrl = _controller(_FixedSource(gate), asynchronous=True, apply_delay=5)  # query at 2: applied at 8, not 4
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)
+    assert ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu")) is None  # not due yet
+    assert ctrl.worker.pending == 1  # and did not wait for it
+    threading.Timer(0.3, gate.set).start()
+    start = time.perf_counter()
+    guidance = ctrl.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu"))
+    assert time.perf_counter() - start >= 0.25  # training waited for the late answer
+    assert guidance is not None and [(a["step"], a["query_step"]) for a in ctrl.applied] == [(8, 2)]
+    # an answer that is ready early is held back until its step too
+    fast = _controller(_FixedSource(), asynchronous=True, apply_delay=5)
+    fast.after_step(2, scene.render, scene.cameras, scene.images, strategy)
+    fast.worker.collect(wait=True, due=lambda job: False)  # let it finish, take nothing
+    assert fast.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu")) is None
+    assert fast.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu")) is not None
+    assert fast.check_schedule(strategy, 8) == {"detail": [2]} and fast.check_schedule(strategy, 9) == {}  # 4 < 2 + 5
+    ctrl.close()
+    fast.close()
+
+
+def test_a_full_deterministic_worker_waits_instead_of_dropping():
+    gate = threading.Event()
+    worker = GuidanceWorker(lambda job: (gate.wait(5), _echo(job))[1], asynchronous=True, max_pending=1,
+                            block_when_full=True)
+    worker.submit(_job(1))
+    threading.Timer(0.2, gate.set).start()
+    assert worker.submit(_job(2)) and worker.dropped == 0
+    assert [r.job.step for r in worker.collect(wait=True, timeout=5)] == [1, 2]
+    worker.close()
 
 
 def test_queries_after_an_opacity_reset_are_deferred_not_dropped():

@@ -53,7 +53,7 @@ def _pipeline(scene, source="none", strategy=None, vlm=None, test_mode="val", **
     strategy = strategy or FastGSStrategy(refine_start_iter=1, refine_every=2, refine_stop_iter=STEPS + 1,
                                           num_score_views=3, densify_min_count=200.0, guidance_densify_scale=0.005)
     guidance = {"schedule": SCHEDULE, "detail_views": 2, "subject_views": 2, "artifacts_views": 2,
-                "asynchronous": False, **guidance}
+                "asynchronous": False, "apply_delay": 1, **guidance}
     config = VLMFastGSPipelineConfig(
         datamanager=FullImageDatamanagerConfig(
             dataparser=SceneDataParserConfig(data=scene, num_random_points=60), cache_images_type="uint8"

@@ -112,6 +112,7 @@ class VLMFastGSPipeline(VanillaPipeline):
             return callbacks
         trainer = training_callback_attributes.trainer
         if trainer is not None:
+            self._guidance.set_run_seed(trainer.config.machine.seed)
             if self.config.guidance.write_files:
                 self._guidance.set_output_dir(trainer.base_dir / "guidance")
             start = getattr(trainer, "_start_step", 0)  # after a checkpoint resume, the step after the saved one

@@ -76,7 +76,10 @@ class GuidanceController:
         self.source = source
         self.status = status
         self.last_answer = last_answer
-        self.worker = GuidanceWorker(self._answer, config.asynchronous, config.max_pending, config.cuda_side_stream)
+        self.worker = GuidanceWorker(self._answer, config.asynchronous, config.max_pending, config.cuda_side_stream,
+                                     block_when_full=config.deterministic)
+        self.seed = config.seed
+        """Seed of view choice, novel poses and spawn depths (:meth:`set_run_seed` mixes in the run's seed)."""
         self.output_dir: Optional[Path] = None
         self.image_names: Optional[List[str]] = None
         """File names of the training images, in the training cameras' order (:meth:`set_image_names`)."""
@@ -101,6 +104,11 @@ class GuidanceController:
         """Folder for the per-query records (None writes nothing)."""
         self.output_dir = Path(path) if path is not None else None
 
+    def set_run_seed(self, run_seed: int) -> None:
+        """Deterministic mode: draw query views and spawn depths from the run's seed (``--machine.seed``) too."""
+        if self.config.deterministic:
+            self.seed = self.config.seed * 1_000_003 + int(run_seed)
+
     def set_image_names(self, names: Sequence[str]) -> None:
         """File names of the training images ``[C]`` (the dataparser's ``image_filenames``, in camera order): recorded
         with each query view and used by the ``boxes`` source to find its regions."""
@@ -113,7 +121,8 @@ class GuidanceController:
         Returns:
             ``{phase: [lost query steps]}`` (see :func:`~vlm_instruct_gs.guidance.phases.unapplied_queries`).
         """
-        lost = unapplied_queries(self.config.schedule, lambda t: self._is_apply_step(strategy, t), max_steps)
+        delay = self.config.apply_delay if self.config.deterministic else 1
+        lost = unapplied_queries(self.config.schedule, lambda t: self._is_apply_step(strategy, t), max_steps, delay)
         for phase, steps in lost.items():
             CONSOLE.log(
                 f"[yellow]guidance: {len(steps)} {phase} queries (steps {steps[0]}-{steps[-1]}) come after the "
@@ -219,7 +228,7 @@ class GuidanceController:
                     continue
             start = time.perf_counter()
             views = snapshot_views(
-                phase, step, render, cameras, images, cfg.views_for(phase), cfg.seed, cfg.subject_image,
+                phase, step, render, cameras, images, cfg.views_for(phase), self.seed, cfg.subject_image,
                 image_names=self.image_names, candidates=candidates, novel_views=candidates is None,
                 interpolate_frac=cfg.novel_interpolate_frac, translation_frac=cfg.novel_translation_frac,
                 rotation_deg=cfg.novel_rotation_deg,
@@ -306,8 +315,12 @@ class GuidanceController:
 
     # ------------------------------------------------------------------ apply side
     def _collect(self, step: int) -> List[GuidanceResult]:
-        """The results to apply at ``step``."""
-        return self.worker.collect(wait=self.config.wait_for_results or not self.config.asynchronous)
+        """The results to apply at ``step``: in deterministic mode those of queries at least ``apply_delay`` steps
+        old (waiting for them), else whatever has arrived (waiting only with ``wait_for_results``)."""
+        cfg = self.config
+        if cfg.deterministic:
+            return self.worker.collect(wait=True, due=lambda job: job.step + cfg.apply_delay <= step)
+        return self.worker.collect(wait=cfg.wait_for_results or not cfg.asynchronous)
 
     def _regions(self, phase: str, boxes, view: GuidanceView, height: int, width: int) -> PhaseRegions:
         if isinstance(self.source, BoxesFileSource):  # its masks and 'background' entries are not boxes alone
@@ -342,7 +355,7 @@ class GuidanceController:
         cfg = self.config
         return SpawnSettings(budget=cfg.spawn_budget, depth_range=cfg.spawn_depth_range, min_error=cfg.spawn_min_error,
                              cell=cfg.spawn_cell, min_per_cell=cfg.spawn_min_per_cell,
-                             seed=cfg.seed * 1_000_003 + step)
+                             seed=self.seed * 1_000_003 + step)
 
     def _report(self, step: int, result: GuidanceResult, densify, prune, prune_thresh: float, spawned: int = 0) -> None:
         """Verdict line, applied.jsonl record, TensorBoard image."""

@@ -80,6 +80,13 @@ class GuidanceConfig(InstantiateConfig):
     """Artefact labels containing any of these (case-insensitive) are floater regions: pruned, not densified."""
     floater_depth_margin: float = 0.1
     """A Gaussian under an artefact box is a floater when its depth is below (1 - margin) x the rendered depth."""
+    deterministic: bool = True
+    """Reproducible runs: each answer is applied at the first refinement (or final-prune) step at least
+    ``apply_delay`` steps after its query, training waits there for a late source, no query is dropped (submitting
+    waits for a free slot) and query views are drawn from the run's seed (``--machine.seed``) with ``seed``. False
+    applies each answer at whichever apply step follows its arrival (never waits; timing can change the run)."""
+    apply_delay: int = 200
+    """Deterministic mode: steps between a query and the earliest step its answer is applied at."""
     asynchronous: bool = True
     """Ask the source on a background thread; False asks inline at the query step (deterministic)."""
     wait_for_results: bool = False
@@ -96,7 +103,8 @@ class GuidanceConfig(InstantiateConfig):
     log_images: bool = True
     """Log the applied regions over the queried image to TensorBoard (writer.put_image)."""
     seed: int = 0
-    """Seed of the view choice and novel-view poses (combined with the step, so a resumed run repeats them)."""
+    """Seed of the view choice, novel-view poses and spawn depths (combined with the step, and in deterministic mode
+    with the run's seed, so a resumed run repeats them)."""
 
     def views_for(self, phase: str) -> int:
         """Views per query of ``phase`` (``detail_views``, ``subject_views`` or ``artifacts_views``)."""

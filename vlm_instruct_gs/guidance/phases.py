@@ -156,12 +156,13 @@ def phase_name(schedule: GuidanceSchedule, step: int) -> str:
 
 
 def unapplied_queries(
-    schedule: GuidanceSchedule, is_apply_step: Callable[[int], bool], max_steps: int
+    schedule: GuidanceSchedule, is_apply_step: Callable[[int], bool], max_steps: int, min_delay: int = 1
 ) -> Dict[str, List[int]]:
     """Query steps below ``max_steps`` whose result could never be applied.
 
-    A result of a query at step ``s`` is applied at the first step ``t`` with ``s < t < max_steps`` for which
-    ``is_apply_step(t)`` holds (for FastGS: a refine step, or a final prune step for prune guidance).
+    A result of a query at step ``s`` is applied at the first step ``t`` with ``s + min_delay <= t < max_steps`` for
+    which ``is_apply_step(t)`` holds (for FastGS: a refine step, or a final prune step for prune guidance;
+    ``min_delay`` is 1, or the deterministic mode's ``apply_delay``).
 
     Args:
         schedule: the schedule to check.
@@ -176,7 +177,7 @@ def unapplied_queries(
     out: Dict[str, List[int]] = {}
     for phase in PHASES:
         lost = [s for s in query_steps(schedule, phase) if s < max_steps]
-        lost = [s for s in lost if bisect.bisect_right(apply_steps, s) == len(apply_steps)]
+        lost = [s for s in lost if bisect.bisect_left(apply_steps, s + max(min_delay, 1)) == len(apply_steps)]
         if lost:
             out[phase] = lost
     return out

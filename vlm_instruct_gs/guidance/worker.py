@@ -109,12 +109,16 @@ class GuidanceWorker:
             warning (the source is slower than the query interval). Default is 4.
         cuda_side_stream (bool): on CUDA machines, run the handler on its own CUDA stream so its kernels can
             overlap training's. Default is True.
+        block_when_full (bool): a job submitted beyond ``max_pending`` waits for a free slot instead of being
+            dropped (deterministic runs: what is asked never depends on timing). Default is False.
     """
 
     def __init__(
-        self, handler: Handler, asynchronous: bool = True, max_pending: int = 4, cuda_side_stream: bool = True
+        self, handler: Handler, asynchronous: bool = True, max_pending: int = 4, cuda_side_stream: bool = True,
+        block_when_full: bool = False,
     ) -> None:
         self.handler = handler
+        self.block_when_full = block_when_full
         self.asynchronous = asynchronous
         self.max_pending = max(1, max_pending)
         self.cuda_side_stream = cuda_side_stream
@@ -141,6 +145,8 @@ class GuidanceWorker:
             self._run(job)
             return True
         with self._cond:
+            if self.block_when_full:
+                self._cond.wait_for(lambda: self._pending < self.max_pending)
             if self._pending >= self.max_pending:
                 self.dropped += 1
                 logger.warning(
@@ -156,13 +162,26 @@ class GuidanceWorker:
         self._jobs.put(job)
         return True
 
-    def collect(self, wait: bool = False, timeout: Optional[float] = None) -> List[GuidanceResult]:
+    def collect(
+        self, wait: bool = False, timeout: Optional[float] = None, due: Optional[Callable[[GuidanceJob], bool]] = None
+    ) -> List[GuidanceResult]:
         """Take the finished results (sorted by job step, then phase); ``wait`` first blocks until none is pending
-        (at most ``timeout`` seconds)."""
+        (at most ``timeout`` seconds).
+
+        With ``due``, only results of jobs for which ``due(job)`` holds are taken (the others stay), and ``wait``
+        blocks until no due job is outstanding, so the set taken never depends on the worker's speed.
+        """
         with self._cond:
             if wait:
-                self._cond.wait_for(lambda: self._pending == 0, timeout=timeout)
-            done, self._done = self._done, []
+                if due is None:
+                    self._cond.wait_for(lambda: self._pending == 0, timeout=timeout)
+                else:
+                    self._cond.wait_for(lambda: not any(due(j) for j in self._outstanding), timeout=timeout)
+            if due is None:
+                done, self._done = self._done, []
+            else:
+                done = [r for r in self._done if due(r.job)]
+                self._done = [r for r in self._done if not due(r.job)]
         return sorted(done, key=lambda r: (r.job.step, r.job.phase))
 
     def peek(self) -> Tuple[List[GuidanceJob], List[GuidanceResult]]:
