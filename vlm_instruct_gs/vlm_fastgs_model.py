@@ -31,6 +31,9 @@ class VLMFastGSModel(SplatModel):
     def populate_modules(self) -> None:
         super().populate_modules()
         self._guidance: Optional[GuidanceController] = None
+        self.recorded_guidance: Optional[Dict[str, object]] = None
+        """The guidance state of the loaded checkpoint when no controller is attached (a finished run in ns-viewer):
+        its applied records and last verdict; None for an unguided checkpoint or none loaded."""
 
     def attach_guidance(self, controller: Optional[GuidanceController]) -> None:
         """Let ``controller`` query at its schedule steps and guide the FastGS strategy (None detaches it)."""
@@ -46,10 +49,14 @@ class VLMFastGSModel(SplatModel):
 
     def set_extra_state(self, state: Dict[str, object]) -> None:
         """Restore the shared model's state, and the controller's when one is attached and the checkpoint has it
-        (ns-eval/ns-viewer build no controller and ignore it)."""
+        (ns-eval/ns-viewer build no controller and keep it as :attr:`recorded_guidance`, for the viewer)."""
         super().set_extra_state(state)
-        if self._guidance is not None and isinstance(state, dict) and "guidance" in state:
+        if not (isinstance(state, dict) and "guidance" in state):
+            return
+        if self._guidance is not None:
             self._guidance.load_state_dict(state["guidance"])
+        else:
+            self.recorded_guidance = state["guidance"]
 
     def strategy_step_kwargs(self, step: int) -> Dict[str, object]:
         """``guidance=`` the controller's per-Gaussian masks and new Gaussians for ``step`` (FastGS strategy only)."""

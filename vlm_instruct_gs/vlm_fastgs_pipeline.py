@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Literal, Optional, Type
+from typing import Any, Dict, List, Literal, Optional, Type
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
@@ -25,6 +25,8 @@ from vlm_instruct_gs.guidance.boxes_file import BoxesFileSource
 from vlm_instruct_gs.guidance.controller import GuidanceController
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
+from vlm_instruct_gs.guidance.phases import phase_name
+from vlm_instruct_gs.guidance.records import short_verdict
 from vlm_instruct_gs.guidance.sources import build_guidance_source
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
@@ -79,6 +81,8 @@ class VLMFastGSPipeline(VanillaPipeline):
             hint="Last applied answer: phase@query step, +Gaussians given densify guidance, -Gaussians marked for "
             "pruning (full line in the console and <run>/guidance/applied.jsonl)",
         )
+        self.guidance_verdict = ViewerText("VLM guidance verdict", "none yet", disabled=True,
+                                           hint="The whole line of the last applied answer")
         self._guidance: Optional[GuidanceController] = None
         source_name = config.guidance.source
         if test_mode != "val" or source_name == "none":
@@ -95,9 +99,26 @@ class VLMFastGSPipeline(VanillaPipeline):
             eval_dataset = getattr(self.datamanager, "eval_dataset", None)
             source.check_image_names(train_names, getattr(eval_dataset, "image_filenames", []))
         self._guidance = config.guidance.setup(source=source, status=self.guidance_status,
-                                               last_answer=self.guidance_last)
+                                               last_answer=self.guidance_last, full_verdict=self.guidance_verdict)
         self._guidance.set_image_names(train_names)
         self.model.attach_guidance(self._guidance)
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """VanillaPipeline's checkpoint load; without a controller (ns-viewer, ns-eval, ns-render on a finished run)
+        the viewer fields then show the guidance the checkpoint records: the phase of its step, the last applied
+        answer in short and in full (the run's ``applied.jsonl`` records travel in the checkpoint), or ``off`` for
+        an unguided run."""
+        super().load_pipeline(loaded_state, step)
+        recorded = getattr(self.model, "recorded_guidance", None)
+        if self._guidance is not None:
+            return
+        if not isinstance(recorded, dict):
+            self.guidance_status.value = "off"
+            return
+        applied = list(recorded.get("applied") or [])
+        self.guidance_status.value = f"{phase_name(self.config.guidance.schedule, step)} @{step}"
+        self.guidance_last.value = short_verdict(applied[-1]) if applied else "none applied"
+        self.guidance_verdict.value = str(recorded.get("last_verdict", "none applied"))
 
     @property
     def guidance(self) -> Optional[GuidanceController]:

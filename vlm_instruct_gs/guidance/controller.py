@@ -60,6 +60,8 @@ class GuidanceController:
         status (ViewerText | None): disabled viewer text showing the current phase (e.g. ``detail``).
         last_answer (ViewerText | None): disabled viewer text showing the last applied answer in short
             (:func:`~vlm_instruct_gs.guidance.records.short_verdict`); the full line goes to the console.
+        full_verdict (ViewerText | None): disabled viewer text showing that whole line
+            (:func:`~vlm_instruct_gs.guidance.records.verdict`).
 
     Raises:
         GuidanceSetupError: a VLM prompt file of an enabled phase is missing or empty.
@@ -71,8 +73,10 @@ class GuidanceController:
         source: GuidanceSource,
         status: Optional[ViewerText] = None,
         last_answer: Optional[ViewerText] = None,
+        full_verdict: Optional[ViewerText] = None,
     ) -> None:
         self.config = config
+        self.full_verdict = full_verdict
         self.source = source
         self.status = status
         self.last_answer = last_answer
@@ -276,6 +280,8 @@ class GuidanceController:
         self.apply_seconds = float(state["apply_seconds"])
         if self.last_answer is not None and self.applied:
             self.last_answer.value = records.short_verdict(self.applied[-1])
+        if self.full_verdict is not None and self.applied:
+            self.full_verdict.value = self.last_verdict
 
     # ------------------------------------------------------------------ query side
     def _prompt(self, phase: str) -> str:
@@ -366,6 +372,8 @@ class GuidanceController:
         records.append_applied(self.output_dir, record)
         if self.last_answer is not None:
             self.last_answer.value = records.short_verdict(record)
+        if self.full_verdict is not None:
+            self.full_verdict.value = self.last_verdict
         if self.config.log_images:
             records.log_overlays(result, self._view_regions(result), step)
 
