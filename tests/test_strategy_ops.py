@@ -8,8 +8,18 @@ import torch
 
 from splat_core.strategy import FastGSStrategy
 from splat_core.strategy.ops import SH_C0, gaussian_rows, spawn, spawn_points, top_k_mask
-from tests.test_fastgs_strategy import HIGH, LARGE, N, REFINE_STEP, assert_aligned, ids_of, make_info, make_scene
-from tests.test_fastgs_strategy import run, scores
+from tests.test_fastgs_strategy import (
+    HIGH,
+    LARGE,
+    REFINE_STEP,
+    N,
+    assert_aligned,
+    ids_of,
+    make_info,
+    make_scene,
+    run,
+    scores,
+)
 
 
 def _points(m, seed=0):

@@ -40,8 +40,8 @@ from vlm_instruct_gs.guidance.phases import PHASES, phase_enabled, phase_name, s
 from vlm_instruct_gs.guidance.prompts import read_prompt_file
 from vlm_instruct_gs.guidance.resume_state import job_from_state, job_state, result_from_state, result_state
 from vlm_instruct_gs.guidance.snapshots import snapshot_views
-from vlm_instruct_gs.guidance.spawning import SPAWN_PHASES, SpawnSettings, spawn_for_views
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource
+from vlm_instruct_gs.guidance.spawning import SPAWN_PHASES, SpawnSettings, spawn_for_views
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackend
 from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceView, GuidanceWorker
 
