@@ -4,7 +4,8 @@
 #
 #   source benchmarks/gpu_env.sh && bash benchmarks/record_gpu.sh STAGE OUT
 #
-# STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs. The scene is $SCENE (default .scenes/desk_vr:
+# STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs (docs/benchmarks/desk_vr_2x_guided, fmgs_desk_vr);
+# seeds | sweep | profile (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep, profile_lean; 2026-12-01). The scene is $SCENE (default .scenes/desk_vr:
 # images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
 # reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
 # few packed guidance records), ready to copy under docs/benchmarks.
@@ -43,5 +44,24 @@ case $stage in
     python benchmarks/bench_fmgs.py --data "$scene" --downscale 2 --geometry-ckpt "$ckpt" --steps 300 \
       --out "$out/fmgs_desk_vr"
     bash benchmarks/fmgs_workflow.sh "$scene" "$ckpt" .runs/fmgs "$out/fmgs_desk_vr" 3000 ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs)" >&2; exit 2 ;;
+  seeds)  # two invocations at once: 8 training processes on one GPU
+    ev=(--eval-steps 1000 2000 3000 4000 5000 6000 7000 8000 11000 14000 17000 20000)
+    common=(python benchmarks/compare_methods.py --data "$scene" --downscale 2 --iterations 20000 --num-random 100
+            --reference vlm-fastgs:legacy --out "$out/desk_vr_2x" --runs-dir .runs/desk_vr_2x "${ev[@]}")
+    OMP_NUM_THREADS=2 "${common[@]}" --seeds 42 7 123 --jobs 6 --methods vlm-fastgs:legacy vlm-fastgs &
+    OMP_NUM_THREADS=2 "${common[@]}" --seeds 42 --jobs 2 --methods splatfacto vlm-fastgs+image-evidence &
+    wait
+    "${common[@]}" --seeds 42 7 123 --methods splatfacto vlm-fastgs:legacy vlm-fastgs vlm-fastgs+image-evidence \
+      --report-only ;;
+  sweep)
+    OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 --iterations 20000 \
+      --num-random 100 --reference vlm-fastgs:legacy --out "$out/sweep" --runs-dir .runs/sweep \
+      --eval-steps 2000 4000 6000 8000 11000 14000 17000 20000 --seeds 42 7 123 --jobs 6 \
+      --methods vlm-fastgs@score_footprint=box vlm-fastgs@densify_min_count=1 ;;
+  profile)
+    python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
+      --profile-steps 100 --out "$out/profile_after"
+    python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
+      --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile)" >&2; exit 2 ;;
 esac
