@@ -29,9 +29,11 @@ def _config(root: Path) -> Path:
 
 
 # Weights-free guidance (no Qwen3-VL weights in CI) on a schedule compressed into 100 steps: detail queries at
-# 10, 20, 30, subject at 40, 60, artifacts at 50, 70; answers are applied at the refine steps 20, 40, 60, 80.
+# 10, 20, 30, subject at 40, 60, artifacts at 50, 70; each answer is applied at the first refine step (20, 40, 60, 80)
+# at least 10 steps after its query (the deterministic mode's apply delay, 200 steps by default, scaled down).
 GUIDANCE_FLAGS = (
     "--pipeline.guidance.source", "image-evidence", "--pipeline.guidance.wait-for-results", "True",
+    "--pipeline.guidance.apply-delay", "10",
     "--pipeline.guidance.schedule.detail-start", "10", "--pipeline.guidance.schedule.detail-stop", "40",
     "--pipeline.guidance.schedule.detail-every", "10", "--pipeline.guidance.schedule.subject-start", "40",
     "--pipeline.guidance.schedule.subject-stop", "70", "--pipeline.guidance.schedule.subject-every", "20",
