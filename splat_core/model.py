@@ -17,8 +17,9 @@ methods need:
   losses need no host synchronisation, and the per-step PSNR is computed only when the trainer logs it
   (:attr:`SplatModel.train_metrics_due`, set by :class:`splat_core.trainer.SplatTrainer`).
 - Densification goes through ``self.strategy`` (a gsplat ``Strategy``; FastGS by default,
-  :mod:`splat_core.strategy.fastgs`), fed by the ``info`` dict of every render. Subclasses add keyword arguments to
-  the strategy's ``step_post_backward`` through :meth:`SplatModel.strategy_step_kwargs`.
+  :mod:`splat_core.strategy.fastgs`), fed by the ``info`` dict of every render and, for FastGS, by multi-view scores
+  (:mod:`splat_core.view_scoring`). Subclasses add keyword arguments to the strategy's ``step_post_backward`` through
+  :meth:`SplatModel.strategy_step_kwargs`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ from nerfstudio.models.splatfacto import (
     get_viewmat,
     num_sh_bases,
     random_quat_tensor,
-    resize_image,
 )
 from nerfstudio.utils.rich_utils import CONSOLE
-from pytorch_msssim import ssim
 from torch import Tensor
 
+from splat_core import view_scoring
 from splat_core.compat import (
     OptionalLPIPS,
     allow_nerfstudio_checkpoints,
@@ -52,15 +52,9 @@ from splat_core.compat import (
 )
 from splat_core.metrics import pixel_coverage
 from splat_core.rendering import rasterize
-from splat_core.rendering.contributions import count_contributions
-from splat_core.rendering.footprint import count_in_footprints
 from splat_core.rendering.views import RenderedView
 from splat_core.ssim import FastSSIM
-from splat_core.strategy import FastGSStrategy, high_error_masks, view_scores_from_counts
-
-SCORE_PIXELS_PER_RENDER = 1 << 24
-"""At most this many pixels (all cameras together) per rasterization of FastGS's score views (10 views of 1080p
-render in two calls), which bounds the memory of one batched render."""
+from splat_core.strategy import FastGSStrategy
 
 # ns-train/ns-eval/ns-viewer/ns-render import this module (method registry or config.yml) before their torch.load
 allow_nerfstudio_checkpoints()
@@ -257,7 +251,9 @@ class SplatModel(SplatfactoModel):
         render_mode = "RGB+ED" if (self.config.output_depth_during_training or not self.training) else "RGB"
         projection = self._train_projection(camera) if self.training else None
         if projection is not None:
-            render, alpha, self.info = self._rasterize_projected(params, *projection, render_mode=render_mode)
+            render, alpha, self.info = self._rasterize_projected(
+                params, *projection, render_mode=render_mode, absgrad=self.strategy.absgrad
+            )
         else:
             camera_to_world = (
                 self.camera_optimizer.apply_to_camera(camera) if self.training else camera.camera_to_worlds
@@ -312,34 +308,49 @@ class SplatModel(SplatfactoModel):
         return viewmat, K, W, H
 
     def _rasterize_projected(
-        self, params: Dict[str, Tensor], viewmats: Tensor, Ks: Tensor, width: int, height: int, render_mode: str
+        self,
+        params: Dict[str, Tensor],
+        viewmats: Tensor,  # [C, 4, 4]
+        Ks: Tensor,  # [C, 3, 3]
+        width: int,
+        height: int,
+        render_mode: str = "RGB",
+        colors: Optional[Tensor] = None,  # [N, D]
+        absgrad: bool = False,
     ) -> Tuple[Tensor, Tensor, Dict]:
-        """:meth:`_rasterize` from ready matrices: ``viewmats`` [C,4,4], ``Ks`` [C,3,3] on the model's device,
-        ``width`` x ``height`` pixels. Same arguments to :func:`splat_core.rendering.rasterize` (keep the two in step).
+        """Rasterise ``params`` for C cameras of one size: the one gsplat call of the model (training, eval, feature
+        and score-view renders all come here, through :func:`splat_core.rendering.rasterize`).
 
-        Returns gsplat's ``(render [C,H,W,X], alpha [C,H,W,1], info)``.
+        Args:
+            params: Per-Gaussian tensors as stored (pre-activation ``means``, ``scales`` (log), ``quats`` (wxyz),
+                ``opacities`` (logit) [N, 1]; ``features_dc``/``features_rest`` unless ``colors`` is given).
+            viewmats: World-to-camera transforms (OpenCV convention, :func:`get_viewmat`) on the model's device.
+                [C, 4, 4]
+            Ks: Pinhole intrinsics in pixels at ``width`` x ``height``, on the model's device. [C, 3, 3]
+            width: Image width in pixels.
+            height: Image height in pixels.
+            render_mode: gsplat's render mode ("RGB", "RGB+ED", ...).
+            colors: Per-Gaussian features composited as given (no SH, no sigmoid) instead of the SH colours, e.g.
+                language features. [N, D]
+            absgrad: gsplat's ``absgrad`` (AbsGS gradients on ``info["means2d"]``); the training render passes the
+                strategy's, since only its ``info`` feeds the strategy.
+
+        Returns:
+            gsplat's ``(render [C, H, W, X], alpha [C, H, W, 1], info)``. The SH colours' degree follows splatfacto's
+            schedule (``sh_degree_interval``); with ``sh_degree`` 0 they are the sigmoid of the DC term.
         """
-        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
-        if self.config.sh_degree > 0:
-            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
-        else:
-            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
+        sh_degree: Optional[int] = None
+        if colors is None:
+            colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
+            if self.config.sh_degree > 0:
+                sh_degree = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+            else:
+                colors = torch.sigmoid(colors).squeeze(1)
         return rasterize(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
-            colors=colors,
-            viewmats=viewmats,
-            Ks=Ks,
-            width=width,
-            height=height,
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode=render_mode,
-            sh_degree=sh_degree,
-            absgrad=self.strategy.absgrad,
-            rasterize_mode=self.config.rasterize_mode,
+            means=params["means"], quats=params["quats"], scales=torch.exp(params["scales"]),
+            opacities=torch.sigmoid(params["opacities"]).squeeze(-1), colors=colors,
+            viewmats=viewmats, Ks=Ks, width=width, height=height, near_plane=0.01, far_plane=1e10,
+            render_mode=render_mode, sh_degree=sh_degree, absgrad=absgrad, rasterize_mode=self.config.rasterize_mode,
         )
 
     def _rasterize(
@@ -351,22 +362,17 @@ class SplatModel(SplatfactoModel):
         colors: Optional[Tensor] = None,  # [N, D]
         resolution: Union[float, Tuple[int, int]] = 1.0,
     ) -> Tuple[Tensor, Tensor, Dict]:
-        """Rasterise ``params`` for one camera: the one gsplat call of the model (RGB, depth and feature renders).
+        """:meth:`_rasterize_projected` (same ``params``, ``render_mode``, ``colors``) for one camera at a resolution.
 
         Args:
-            params: Per-Gaussian tensors as stored (pre-activation ``means``, ``scales`` (log), ``quats`` (wxyz),
-                ``opacities`` (logit) [N, 1]; ``features_dc``/``features_rest`` unless ``colors`` is given).
             camera: One camera; its intrinsics and size are scaled, the object is left unchanged.
             camera_to_world: Its pose (OpenGL, camera optimiser applied or not). [1, 3, 4]
-            render_mode: gsplat's render mode ("RGB", "RGB+ED", ...).
-            colors: Per-Gaussian features composited as given (no SH, no sigmoid) instead of the SH colours, e.g.
-                language features. [N, D]
             resolution: Fraction of the camera's size at splatfacto's current training resolution (1 / the
                 downscale factor of its schedule; the full size in eval), or an exact ``(height, width)``.
 
         Returns:
-            gsplat's ``(render [1, H, W, X], alpha [1, H, W, 1], info)``. For the SH colours the degree follows
-            splatfacto's schedule and ``absgrad`` the strategy (only that render feeds it).
+            gsplat's ``(render [1, H, W, X], alpha [1, H, W, 1], info)``; ``absgrad`` follows the strategy for the SH
+            colours (only that render feeds it) and is off for ``colors``.
         """
         K = camera.get_intrinsics_matrices().to(self.device)  # [1, 3, 3]
         if isinstance(resolution, tuple):
@@ -379,47 +385,16 @@ class SplatModel(SplatfactoModel):
         K = K.clone()
         K[:, 0, :] *= sx  # fx, cx
         K[:, 1, :] *= sy  # fy, cy
-        sh_degree: Optional[int] = None
-        if colors is None:
-            colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
-            if self.config.sh_degree > 0:
-                sh_degree = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
-            else:
-                colors = torch.sigmoid(colors).squeeze(1)
-            absgrad = self.strategy.absgrad
-        else:
-            absgrad = False
-        return rasterize(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
-            colors=colors,
-            viewmats=get_viewmat(camera_to_world).to(self.device),
-            Ks=K,
-            width=max(width, 1),
-            height=max(height, 1),
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode=render_mode,
-            sh_degree=sh_degree,
-            absgrad=absgrad,
-            rasterize_mode=self.config.rasterize_mode,
+        viewmats = get_viewmat(camera_to_world).to(self.device)
+        return self._rasterize_projected(
+            params, viewmats, K, max(width, 1), max(height, 1), render_mode, colors=colors,
+            absgrad=self.strategy.absgrad if colors is None else False,
         )
 
     @torch.no_grad()
     def score_views(self, num_views: int) -> Dict[str, Tensor]:
-        """FastGS multi-view scores from ``num_views`` random training views.
-
-        The views are rendered at the strategy's ``score_resolution`` (full training resolution by default, the
-        resolution FastGS's ``densify_min_count`` is given in), views of one size in one multi-camera rasterization
-        (at most :data:`SCORE_PIXELS_PER_RENDER` pixels each), over splatfacto's eval background. Per view: the L1
-        error map (mean over RGB) against the ground truth, thresholded by
-        :func:`~splat_core.strategy.view_scores.high_error_masks`; its loss 0.8 L1 + 0.2 (1 - SSIM); each Gaussian's
-        high-error pixels counted by the strategy's ``score_footprint`` (blended into,
-        :func:`~splat_core.rendering.contributions.count_contributions`, or in its box,
-        :func:`~splat_core.rendering.footprint.count_in_footprints`); then
-        :func:`~splat_core.strategy.view_scores.view_scores_from_counts`.
+        """FastGS multi-view scores from ``num_views`` random training views
+        (:func:`splat_core.view_scoring.score_views`; the strategy's hook calls this).
 
         Returns:
             ``{"densify_score": [N], "prune_score": [N]}`` for the current Gaussians.
@@ -429,75 +404,7 @@ class SplatModel(SplatfactoModel):
         """
         if self._train_views is None:
             raise RuntimeError("FastGS needs the training views: set up the model through a nerfstudio Trainer")
-        strategy: FastGSStrategy = self.strategy
-        views = self._train_views
-        scale = 1 if strategy.score_resolution == "full" else int(self._get_downscale_factor())
-        background = self.background_color.to(self.device)
-        by_size: Dict[Tuple[int, int], List[int]] = {}
-        for i in torch.randperm(len(views.images))[:num_views].tolist():
-            size = (int(views.cameras.width[i]), int(views.cameras.height[i]))
-            by_size.setdefault(size, []).append(i)
-        counts, losses = [], []
-        for (width, height), indices in by_size.items():
-            per_render = max(1, SCORE_PIXELS_PER_RENDER // (width * height))
-            for first in range(0, len(indices), per_render):
-                batch = indices[first : first + per_render]
-                rgb, info = self._render_score_views(views.cameras[torch.tensor(batch)], scale)  # [V, h, w, 3]
-                gt = torch.stack([self._score_gt(views.images[i]["image"], scale, background) for i in batch])
-                error = (rgb - gt).abs().mean(dim=-1)  # [V, h, w]
-                loss = error.flatten(1).mean(dim=1)  # [V]
-                if min(error.shape[1:]) >= 11:  # SSIM's 11x11 window; tiny renders use L1 alone
-                    per_view_ssim = ssim(gt.permute(0, 3, 1, 2), rgb.permute(0, 3, 1, 2), data_range=1.0,
-                                         size_average=False)
-                    loss = 0.8 * loss + 0.2 * (1 - per_view_ssim)
-                masks = high_error_masks(error, strategy.high_error_thresh)
-                if strategy.score_footprint == "blended":
-                    counts.append(count_contributions(info, masks))
-                else:
-                    counts.append(count_in_footprints(info["means2d"], info["radii"], masks))
-                losses.append(loss)
-        pixel_scale = float(scale * scale) if strategy.score_resolution == "training" else 1.0
-        return view_scores_from_counts(torch.cat(counts), torch.cat(losses), pixel_scale=pixel_scale)
-
-    def _render_score_views(self, cameras: Cameras, scale: int) -> Tuple[Tensor, Dict]:
-        """Render C training cameras of one size, downscaled by ``scale``, in one rasterization (no camera
-        optimiser, eval background). Returns ``rgb`` [C, H, W, 3] in [0, 1] and gsplat's ``info``."""
-        cameras = cameras.to(self.device)
-        if scale > 1:
-            cameras.rescale_output_resolution(1 / scale)
-        params = {k: self.gauss_params[k] for k in self.gauss_params.keys()}
-        colors = torch.cat((params["features_dc"][:, None, :], params["features_rest"]), dim=1)
-        if self.config.sh_degree > 0:
-            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
-        else:
-            colors, sh_degree = torch.sigmoid(colors).squeeze(1), None
-        render, alpha, info = rasterize(
-            means=params["means"],
-            quats=params["quats"],
-            scales=torch.exp(params["scales"]),
-            opacities=torch.sigmoid(params["opacities"]).squeeze(-1),
-            colors=colors,
-            viewmats=get_viewmat(cameras.camera_to_worlds).to(self.device),
-            Ks=cameras.get_intrinsics_matrices().to(self.device),
-            width=int(cameras.width[0, 0]),
-            height=int(cameras.height[0, 0]),
-            near_plane=0.01,
-            far_plane=1e10,
-            render_mode="RGB",
-            sh_degree=sh_degree,
-            rasterize_mode=self.config.rasterize_mode,
-        )
-        rgb = (render[..., :3] + (1 - alpha) * self.background_color.to(self.device)).clamp(0, 1)
-        return rgb, info
-
-    def _score_gt(self, image: Tensor, scale: int, background: Tensor) -> Tensor:
-        """A cached training image ([H, W, 3|4], uint8 or float) as float RGB [H / scale, W / scale, 3] on the model's
-        device, downscaled as splatfacto's ``get_gt_img`` does and composited over ``background``."""
-        image = image.to(self.device)
-        image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
-        if scale > 1:
-            image = resize_image(image, scale)
-        return self.composite_with_background(image, background)
+        return view_scoring.score_views(self, self._train_views, num_views)
 
     def _crop_mask(self) -> Optional[Tensor]:
         """[N] bool of the Gaussians inside the viewer's crop box, or None when every Gaussian counts (no crop box, or

@@ -7,7 +7,7 @@ from nerfstudio.engine.callbacks import TrainingCallbackAttributes
 from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
-import splat_core.model as model_module
+import splat_core.view_scoring as view_scoring
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.rendering.contributions import count_contributions
 from splat_core.strategy import FastGSStrategy, high_error_masks
@@ -43,12 +43,14 @@ def _scores(model, seed=0):
 def test_batched_render_matches_one_render_per_view(transforms_scene, monkeypatch):
     model = _model(transforms_scene)
     calls = []
-    render = model._render_score_views
-    monkeypatch.setattr(model, "_render_score_views", lambda cams, scale: calls.append(len(cams)) or render(cams, scale))
+    render = view_scoring.render_score_views
+    monkeypatch.setattr(
+        view_scoring, "render_score_views", lambda m, cams, scale: calls.append(len(cams)) or render(m, cams, scale)
+    )
     batched = _scores(model)
     assert calls == [4]  # 4 views of one size: one rasterization
     calls.clear()
-    monkeypatch.setattr(model_module, "SCORE_PIXELS_PER_RENDER", 1)
+    monkeypatch.setattr(view_scoring, "SCORE_PIXELS_PER_RENDER", 1)
     single = _scores(model)
     assert calls == [1, 1, 1, 1]
     for key in ("densify_score", "prune_score"):
@@ -66,8 +68,8 @@ def test_scores_are_fastgs_counts_of_blended_high_error_pixels(transforms_scene)
     total = torch.zeros(80)
     ids = torch.randperm(len(views.images))[:4].tolist()
     for i in ids:
-        rgb, info = model._render_score_views(views.cameras[torch.tensor([i])], 1)
-        gt = model._score_gt(views.images[i]["image"], 1, model.background_color)
+        rgb, info = view_scoring.render_score_views(model, views.cameras[torch.tensor([i])], 1)
+        gt = view_scoring.score_gt(model, views.images[i]["image"], 1, model.background_color)
         mask = high_error_masks((rgb[0] - gt).abs().mean(-1)[None], model.strategy.high_error_thresh)
         total += count_contributions(info, mask)[0]
     torch.testing.assert_close(got["densify_score"], torch.floor(total / 4))
@@ -77,14 +79,14 @@ def test_full_resolution_and_scaled_training_resolution(transforms_scene, monkey
     sizes = []
     full = _model(transforms_scene, num_downscales=1)  # training renders at 1/2 until the resolution schedule ends
     assert full._get_downscale_factor() == 2
-    render = full._render_score_views
+    render = view_scoring.render_score_views
 
     def spy(model, cams, scale):
-        rgb, info = render.__func__(model, cams, scale)
+        rgb, info = render(model, cams, scale)
         sizes.append(tuple(rgb.shape[1:3]))
         return rgb, info
 
-    monkeypatch.setattr(type(full), "_render_score_views", spy)
+    monkeypatch.setattr(view_scoring, "render_score_views", spy)
     _scores(full)
     assert sizes == [(24, 32)]  # "full": the training images' size, not the schedule's 12x16
     sizes.clear()

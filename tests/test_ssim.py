@@ -45,6 +45,19 @@ def test_per_image_values_and_identity():
     torch.testing.assert_close(FastSSIM(data_range=1.0)(x, x), torch.tensor(1.0), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 24, 32), (10, 3, 11, 40)])
+def test_per_view_values_match_pytorch_msssims_function(shape):
+    """FastGS's score views (splat_core.view_scoring) take one SSIM per view, as pytorch_msssim.ssim(...,
+    size_average=False) gave them: each view its own value, whatever the other views in the batch."""
+    x, y = _pair(shape, seed=shape[0], noise=0.2)
+    y[0] = x[0]  # one identical view among different ones
+    ref = pytorch_msssim.ssim(x, y, data_range=1.0, size_average=False)
+    ours = FastSSIM(data_range=1.0, size_average=False)(x, y)
+    assert ours.shape == (shape[0],) and ref[1:].max() < 0.99
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours[1:2], FastSSIM(data_range=1.0, size_average=False)(x[1:2], y[1:2]))
+
+
 def test_gradients_match_pytorch_msssim():
     x, y = _pair((1, 3, 45, 60), seed=7)
     grads = []

@@ -1,6 +1,7 @@
 """FastGS densification and pruning as a gsplat :class:`~gsplat.strategy.Strategy`.
 
-Imports torch and gsplat only (never nerfstudio), so a bare test can drive it.
+Imports torch and gsplat only (never nerfstudio), so a bare test can drive it. The per-step gradient accumulators
+are :mod:`splat_core.strategy.gradients`, the ops beyond gsplat's :mod:`splat_core.strategy.ops`.
 """
 
 import math
@@ -13,6 +14,7 @@ from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 from jaxtyping import Float
 from torch import Tensor
 
+from splat_core.strategy.gradients import accumulate_gradients
 from splat_core.strategy.ops import sample_without_replacement, spawn_points, top_k_mask
 
 ParamsT = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
@@ -367,54 +369,9 @@ class FastGSStrategy(Strategy):
         return value
 
     def _update_state(self, params: ParamsT, state: Dict[str, Any], info: Dict[str, Any], packed: bool = False):
-        """Add this step's image-plane gradient norms (NDC units) and visibility to the accumulators.
-
-        Runs every training step, so it launches only device work that needs no host synchronisation: visibility is
-        a dense [C, N] mask summed over cameras (not ``torch.where``/boolean indexing, which call ``nonzero`` and
-        wait for the GPU), and the NDC scale is applied with Python floats (a ``new_tensor`` of them would be a
-        blocking host-to-device copy). Culled GSs add exactly 0, so the sums equal gsplat's ``index_add_`` over the
-        visible ids (DefaultStrategy's ``_update_state``).
-        """
-        for key in ["width", "height", "n_cameras", "radii", "means2d"] + (["gaussian_ids"] if packed else []):
-            assert key in info, f"{key} is required but missing."
-        means2d = info["means2d"]
-        assert means2d.grad is not None, "means2d has no gradient: call step_pre_backward() before backward()."
-        assert packed or means2d.dim() >= 3, "means2d is [nnz, 2]: pass packed=True to match the rasterization."
-        # normalize grads to [-1, 1] screen space (NDC), as 3DGS/FastGS thresholds expect
-        sx, sy = info["width"] / 2.0 * info["n_cameras"], info["height"] / 2.0 * info["n_cameras"]
-        norms = _scaled_norm(means2d.grad, sx, sy)  # [C, N] or [nnz]
-        abs_norms = None
-        if self.absgrad:
-            absgrad = getattr(means2d, "absgrad", None)
-            assert absgrad is not None, "absgrad=True needs rasterization(..., absgrad=True)."
-            abs_norms = _scaled_norm(absgrad, sx, sy)
-
-        n_gaussian = len(params["means"])
-        device = norms.device
-        if state["grad2d"] is None:
-            state["grad2d"] = torch.zeros(n_gaussian, device=device)
-        if state["count"] is None:
-            state["count"] = torch.zeros(n_gaussian, device=device)
-        if self.absgrad and state["grad2d_abs"] is None:
-            state["grad2d_abs"] = torch.zeros(n_gaussian, device=device)
-
-        if packed:  # ids are already on the device: index_add_ needs no sync
-            gs_ids = info["gaussian_ids"]  # [nnz]
-            state["grad2d"].index_add_(0, gs_ids, norms)
-            state["count"].index_add_(0, gs_ids, torch.ones_like(norms))
-            if abs_norms is not None:
-                state["grad2d_abs"].index_add_(0, gs_ids, abs_norms)
-            return
-        radii = info["radii"]  # [C, N] (gsplat 1.4) or [C, N, 2] (gsplat 1.5)
-        visible = radii > 0
-        if visible.dim() == norms.dim() + 1:
-            visible = visible.all(dim=-1)  # [C, N]
-        zero = norms.new_zeros(())
-        # torch.where, not a product: a culled GS's gradient is 0, but never let a NaN there poison the sum
-        state["grad2d"] += torch.where(visible, norms, zero).sum(dim=0)
-        state["count"] += visible.sum(dim=0, dtype=state["count"].dtype)
-        if abs_norms is not None:
-            state["grad2d_abs"] += torch.where(visible, abs_norms, zero).sum(dim=0)
+        """Add this step's image-plane gradients and visibility to the accumulators
+        (:func:`splat_core.strategy.gradients.accumulate_gradients`; DefaultStrategy's ``_update_state``)."""
+        accumulate_gradients(state, info, len(params["means"]), self.absgrad, packed=packed)
 
     @torch.no_grad()
     def _grow_gs(
@@ -525,11 +482,6 @@ class FastGSStrategy(Strategy):
         if n_prune > 0:
             remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
         return n_prune
-
-
-def _scaled_norm(grad: Tensor, sx: float, sy: float) -> Tensor:  # [..., 2] -> [...]
-    """Norm of ``grad`` with its x and y components scaled by ``sx`` and ``sy`` (values as ``(grad * [sx, sy]).norm``)."""
-    return torch.stack((grad[..., 0] * sx, grad[..., 1] * sy), dim=-1).norm(dim=-1)
 
 
 LEGACY_SETTINGS: Dict[str, Any] = {
