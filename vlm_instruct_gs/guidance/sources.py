@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.mask_rule import FLOATER_KEYWORDS, DetailTarget, PhaseRegions, region_masks
 
 if TYPE_CHECKING:  # the configs import this module; only their types are needed here
     from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
@@ -62,6 +63,26 @@ class GuidanceSource(abc.ABC):
             evidence: optional extra inputs, one entry per image (``reference``, ``error_map``, ``depth``,
                 ``valid``); sources ignore what they do not use.
         """
+
+    def query_candidates(self, phase: str, image_names: Sequence[str]) -> Optional[List[int]]:
+        """The training views a ``phase`` query may ask about (indices into ``image_names``), or None: any view,
+        and novel views for ``artifacts``. A source that knows regions per training image names its own."""
+        return None
+
+    def view_regions(
+        self,
+        phase: str,
+        boxes: Sequence[Box],
+        image_name: str,
+        height: int,
+        width: int,
+        detail_target: DetailTarget = "boxes",
+        floater_keywords: Sequence[str] = FLOATER_KEYWORDS,
+    ) -> PhaseRegions:
+        """The regions one view's answer (``boxes``; the view's training image ``image_name``) asks for at
+        ``height x width``: :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks` of the boxes, unless the source
+        knows more than boxes (a boxes file's masks)."""
+        return region_masks(phase, boxes, height, width, detail_target, floater_keywords)
 
 
 def build_guidance_source(
