@@ -30,7 +30,8 @@ import torch
 from nerfstudio.configs.base_config import InstantiateConfig
 
 from splat_core.images import to_pil_image
-from vlm_instruct_gs.guidance.boxes import Box, parse_boxes
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.parsing import parse_boxes
 from vlm_instruct_gs.guidance.prompts import load_prompt
 from vlm_instruct_gs.guidance.sources import DOWNLOAD_HINT, GuidanceSource, GuidanceSourceError
 
