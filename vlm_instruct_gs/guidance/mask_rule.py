@@ -1,8 +1,11 @@
 """The one rule of which pixels a phase's boxes ask to densify, and where floaters are searched for pruning.
 
-Training (:mod:`~vlm_instruct_gs.guidance.gaussian_masks`), the per-query records and TensorBoard overlays
-(:mod:`~vlm_instruct_gs.guidance.records`) and ``vlm-gs-guide --out-mask`` (:mod:`~vlm_instruct_gs.guidance.cli`)
-all call :func:`region_masks`, so the mask a user tunes a prompt with is the mask training applies.
+Training computes each answer's regions once with :func:`region_masks` (:mod:`~vlm_instruct_gs.guidance.answering`,
+through the source's ``view_regions``; the boxes-file source adds its mask images,
+:mod:`~vlm_instruct_gs.guidance.boxes_file`), the per-query records and TensorBoard overlays
+(:mod:`~vlm_instruct_gs.guidance.records`) show those regions, and ``vlm-gs-guide --out-mask``
+(:mod:`~vlm_instruct_gs.guidance.cli`) calls it too, so the mask a user tunes a prompt with is the mask training
+applies.
 
 - ``detail``: densify the union of the boxes (``detail_target="boxes"``) or its complement (``"complement"``, the
   public reference implementation's choice).

@@ -11,6 +11,9 @@ touches training tensors. Per phase:
   ``reference`` = the nearest training photo warped into the novel view through the rendered depth, and ``valid``
   where that warp has data.
 
+A source that knows regions per training image (a boxes file) names the training views it may be asked about
+(``candidates``), and its ``artifacts`` queries render those training views instead of novel ones.
+
 View choice and novel poses come from a generator seeded with ``(seed, step, phase)``, so a resumed run repeats them.
 """
 

@@ -1,9 +1,11 @@
 """The guidance source interface, its errors, and the factory that builds the configured source.
 
 A source turns images into phase-specific boxes (:class:`GuidanceSource`); the VLM backends
-(:mod:`~vlm_instruct_gs.guidance.vlm_backend`) and the weights-free image-evidence guide
-(:mod:`~vlm_instruct_gs.guidance.image_evidence`) implement it, so training code talks to this interface only. What
-the boxes mean for densification is :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`.
+(:mod:`~vlm_instruct_gs.guidance.vlm_backend`), the weights-free image-evidence guide
+(:mod:`~vlm_instruct_gs.guidance.image_evidence`) and the boxes file (:mod:`~vlm_instruct_gs.guidance.boxes_file`)
+implement it, so training code talks to this interface only. What the boxes mean for densification is
+:func:`~vlm_instruct_gs.guidance.mask_rule.region_masks` (:meth:`GuidanceSource.view_regions`; a boxes file adds its
+masks), and which training views a query may see is :meth:`GuidanceSource.query_candidates`.
 
 This module imports neither source, so both can import it; :func:`build_guidance_source` reaches them through their
 configs' ``setup()`` and reads a failure from the typed :class:`GuidanceSourceError`, never from its text.

@@ -1,6 +1,6 @@
 """Vision-language model backends: ``_target`` configs, an abstract base and two concrete backends.
 
-Styled after lerf:lerf/encoders/image_encoder.py: each backend has an ``XConfig`` naming its class in ``_target``;
+Styled after LERF's image encoders (``BaseImageEncoderConfig`` / ``BaseImageEncoder``): each backend has an ``XConfig`` naming its class in ``_target``;
 ``config.setup()`` builds it. Backends load their weights (or check their server) once, at construction, and fail
 there with one :class:`VLMBackendError` that names the config field and the path.
 
