@@ -41,7 +41,7 @@ class VLMFastGSPipelineConfig(VanillaPipelineConfig):
     model: VLMFastGSModelConfig = field(default_factory=VLMFastGSModelConfig)
     """The vlm-fastgs model (splatfacto + FastGS)."""
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    """Guidance source choice, phase schedule and how answers become densify/prune guidance."""
+    """Guidance source choice, phase schedule and how answers become densify/prune/grow guidance and new Gaussians."""
     vlm: VLMBackendConfig = field(default_factory=VLMBackendConfig)
     """The VLM used when guidance.source is 'vlm' (model path, device, dtype, generation budget, prompt folder)."""
     image_evidence: ImageEvidenceGuideConfig = field(default_factory=ImageEvidenceGuideConfig)
