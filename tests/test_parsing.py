@@ -7,8 +7,9 @@ import random
 import pytest
 import torch
 
-from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask, parse_boxes
+from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask
 from vlm_instruct_gs.guidance.mask_rule import region_masks
+from vlm_instruct_gs.guidance.parsing import parse_boxes
 
 GOOD = '[{"bbox_2d": [100, 200, 300, 400], "label": "tree"}]'
 
@@ -89,7 +90,7 @@ def test_explicit_empty_list_is_silent(answer, caplog):
     ],
 )
 def test_empty_or_garbage_warns(answer, caplog):
-    with caplog.at_level(logging.WARNING, logger="vlm_instruct_gs.guidance.boxes"):
+    with caplog.at_level(logging.WARNING, logger="vlm_instruct_gs.guidance.parsing"):
         assert parse_boxes(answer) == []
     assert any(r.levelno == logging.WARNING for r in caplog.records)
 

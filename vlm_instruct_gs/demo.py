@@ -4,9 +4,10 @@ It drives the same command-line tools a user runs, so a green demo means the ins
 Small enough for a laptop CPU in a few minutes; on a CUDA machine it uses the GPU.
 
 It runs offline: guidance comes from the weights-free image-evidence source (``--pipeline.guidance.source
-image-evidence``) instead of the default Qwen3-VL, whose weights a fresh machine does not have. The FastGS and guidance
-schedules are compressed from 20k steps to ``--iterations`` (1500 by default), so all three phases fire; guidance
-records land in ``<run>/guidance``.
+image-evidence``) instead of the default Qwen3-VL, whose weights a fresh machine does not have. Every step count of the FastGS and
+guidance schedules (refinement, early growth, opacity resets, final pruning, phase windows, the deterministic apply
+delay) is compressed from 20k steps to ``--iterations`` (1500 by default), so all three phases fire and their answers
+are applied; guidance records land in ``<run>/guidance``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import List, Literal, Optional, Sequence
+from typing import Dict, List, Literal, Optional, Sequence
 
 import torch
 import tyro
 
 from splat_core.data.synthetic_scene import write_synthetic_scene
+from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 
 
 def _tool(name: str) -> str:
@@ -39,23 +41,32 @@ def _run(cmd: List[str]) -> None:
         raise SystemExit(f"error: {cmd[0]} failed with exit code {result.returncode}")
 
 
-# vlm-fastgs's 20k-step schedule (FastGS strategy, then guidance phases), scaled to a shorter demo run.
-_FASTGS_STEPS = {"refine-start-iter": 500, "refine-every": 500, "refine-stop-iter": 15000, "reset-every": 3000,
-                 "final-prune-start-iter": 15000, "final-prune-stop-iter": 20000, "final-prune-every": 3000}
-_GUIDANCE_STEPS = {f"{phase}-{key}": value for phase, (start, stop, every) in
-                   {"detail": (500, 8000, 500), "subject": (8000, 14000, 1000), "artifacts": (10000, 15000, 1000)}.items()
-                   for key, value in (("start", start), ("stop", stop), ("every", every))}
+GUIDANCE_STEP_FIELDS = ("apply_delay", "settle_after_reset")
+"""``GuidanceConfig`` fields counted in steps beside its schedule."""
 
 
-def scaled_schedule(iterations: int, full: int = 20000) -> List[str]:
-    """ns-train flags that compress the FastGS and guidance schedules from ``full`` steps to ``iterations`` steps."""
-    scale = iterations / full
+def schedule_steps() -> Dict[str, int]:
+    """vlm-fastgs's step counts as ``{ns-train flag: default}``: every FastGS strategy field named ``*_iter`` (a step)
+    or ``*_every`` (an interval; the early-growth and final-prune ones included), every guidance schedule field and
+    :data:`GUIDANCE_STEP_FIELDS`, read from the registered method's config so the demo follows its defaults."""
+    pipeline = vlm_fastgs.config.pipeline
+    strategy, guidance = pipeline.model.fastgs, pipeline.guidance
+    steps = {f"--pipeline.model.fastgs.{f.name}": getattr(strategy, f.name) for f in fields(strategy)
+             if f.name.endswith(("_iter", "_every"))}
+    steps.update({f"--pipeline.guidance.schedule.{f.name}": getattr(guidance.schedule, f.name)
+                  for f in fields(guidance.schedule)})
+    steps.update({f"--pipeline.guidance.{name}": getattr(guidance, name) for name in GUIDANCE_STEP_FIELDS})
+    return {flag.replace("_", "-"): int(value) for flag, value in steps.items()}
+
+
+def scaled_schedule(iterations: int, full: Optional[int] = None) -> List[str]:
+    """ns-train flags that compress vlm-fastgs's schedule (:func:`schedule_steps`) from ``full`` steps (default: the
+    method's ``max_num_iterations``) to ``iterations`` steps: each count scaled and rounded, at least 1; a 0 (a
+    switched-off cadence) stays 0."""
+    scale = iterations / (full if full is not None else vlm_fastgs.config.max_num_iterations)
     flags: List[str] = []
-    for name, steps in _FASTGS_STEPS.items():
-        flags += [f"--pipeline.model.fastgs.{name}", str(max(1, round(steps * scale)))]
-    for name, steps in _GUIDANCE_STEPS.items():
-        flags += [f"--pipeline.guidance.schedule.{name}", str(max(1, round(steps * scale)))]
-    flags += ["--pipeline.guidance.settle-after-reset", str(round(250 * scale))]
+    for flag, steps in schedule_steps().items():
+        flags += [flag, str(max(1, round(steps * scale)) if steps > 0 else steps)]
     return flags
 
 

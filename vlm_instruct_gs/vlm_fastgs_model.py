@@ -1,8 +1,9 @@
 """vlm-fastgs model: the shared splatting model (:mod:`splat_core.model`) steered by VLM guidance.
 
-When the pipeline attaches a :class:`~vlm_instruct_gs.guidance.guidance_controller.GuidanceController`, it reaches the
-FastGS strategy only through ``guidance=`` in ``step_post_backward`` (per-Gaussian densify/prune masks at refinement
-steps), and queries its source after the step when a query is due. Checkpoints hold the controller's state too
+When the pipeline attaches a :class:`~vlm_instruct_gs.guidance.controller.GuidanceController`, it reaches the
+FastGS strategy only through ``guidance=`` in ``step_post_backward`` (per-Gaussian densify/prune/grow masks and
+spawned Gaussians at its refinement and final-prune steps), and queries its source after the step when a query is
+due. Checkpoints hold the controller's state too
 (:meth:`VLMFastGSModel.get_extra_state`), so a resumed run applies the answers that were pending at the save.
 """
 

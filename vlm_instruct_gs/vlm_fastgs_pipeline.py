@@ -1,8 +1,9 @@
 """vlm-fastgs pipeline: a VanillaPipeline that loads the guidance source once, at start-up, and hands it to the model.
 
-Only there to own the guidance source (a local VLM or the weights-free image-evidence guide) and its controller,
-as lerf:lerf/lerf_pipeline.py owns its image encoder. It calls ``super().__init__`` (keeping splatfacto's seed points,
-STYLE.md §7) and attaches the controller to the model afterwards. The source is loaded only when the pipeline is built
+Only there to own the guidance source (a local VLM, the weights-free image-evidence guide or a boxes file, whose image
+names are checked against the scene here) and its controller, as LERF's pipeline owns its image encoder. It calls
+``super().__init__`` (keeping splatfacto's seed points, which LERF's own constructor drops) and attaches the
+controller to the model afterwards. The source is loaded only when the pipeline is built
 for training (``test_mode="val"``, what nerfstudio's Trainer uses), so ns-eval, ns-render and ns-viewer load a
 checkpoint without the VLM's weights. A VLM that cannot be loaded stops ns-train before the first step with one line
 (:class:`~vlm_instruct_gs.guidance.sources.GuidanceSetupError`).
@@ -40,7 +41,7 @@ class VLMFastGSPipelineConfig(VanillaPipelineConfig):
     model: VLMFastGSModelConfig = field(default_factory=VLMFastGSModelConfig)
     """The vlm-fastgs model (splatfacto + FastGS)."""
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    """Guidance source choice, phase schedule and how answers become densify/prune guidance."""
+    """Guidance source choice, phase schedule and how answers become densify/prune/grow guidance and new Gaussians."""
     vlm: VLMBackendConfig = field(default_factory=VLMBackendConfig)
     """The VLM used when guidance.source is 'vlm' (model path, device, dtype, generation budget, prompt folder)."""
     image_evidence: ImageEvidenceGuideConfig = field(default_factory=ImageEvidenceGuideConfig)

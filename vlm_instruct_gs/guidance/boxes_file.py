@@ -42,8 +42,8 @@ from jaxtyping import Bool
 from PIL import Image
 from torch import Tensor
 
-from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask
-from vlm_instruct_gs.guidance.mask_rule import FLOATER_KEYWORDS, PhaseRegions, is_floater
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.mask_rule import FLOATER_KEYWORDS, DetailTarget, PhaseRegions, region_masks
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource
 
 FILE_PHASES: Dict[str, str] = {"detail": "detail", "background": "subject", "subject": "subject",
@@ -173,13 +173,24 @@ class BoxesFileSource(GuidanceSource):
         entry = self._entry(phase, image_name)
         return entry is not None and bool(entry.boxes or entry.masks)
 
+    def query_candidates(self, phase: str, image_names: Sequence[str]) -> Optional[List[int]]:
+        """The training views the file gives a region for ``phase`` (only those are queried; never novel views)."""
+        return [i for i, n in enumerate(image_names) if self.has_region(phase, n)]
+
+    def view_regions(self, phase: str, boxes: Sequence[Box], image_name: str, height: int, width: int,
+                     detail_target: DetailTarget = "boxes", floater_keywords: Sequence[str] = ()) -> PhaseRegions:
+        """:meth:`regions` of ``image_name`` (the file's masks and ``background`` entries are not boxes alone); the
+        answer's ``boxes`` are the file's and ``floater_keywords`` were given at construction."""
+        return self.regions(phase, image_name, height, width, detail_target)
+
     def regions(self, phase: str, image_name: str, height: int, width: int,
-                detail_target: str = "boxes") -> PhaseRegions:
+                detail_target: DetailTarget = "boxes") -> PhaseRegions:
         """The region of ``image_name`` for ``phase`` at ``height x width`` (CPU bool masks; None where none).
 
-        ``detail``: boxes and masks (or their complement); ``subject``: the ``background`` entry as given, or the
-        complement of a ``subject`` entry; ``artifacts``: non-floater boxes and masks are densified, all boxes and
-        masks are searched for floaters (as :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`).
+        :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks` of the entry's boxes and masks: ``detail``, boxes and
+        masks (or their complement); ``subject``, the ``background`` entry as given, or the complement of a
+        ``subject`` entry; ``artifacts``, non-floater boxes and masks are densified, all of them searched for
+        floaters.
         """
         entry = self._entry(phase, image_name)
         if entry is None or not (entry.boxes or entry.masks):
@@ -187,14 +198,8 @@ class BoxesFileSource(GuidanceSource):
         masks = torch.zeros(height, width, dtype=torch.bool)
         for mask in entry.masks:
             masks |= F.interpolate(mask[None, None].float(), size=(height, width), mode="nearest")[0, 0] > 0.5
-        union = boxes_to_mask(entry.boxes, height, width) | masks
-        if phase == "detail":
-            return PhaseRegions(union if detail_target == "boxes" else ~union, None)
-        if phase == "subject":
-            return PhaseRegions(union if entry.key == "background" else ~union, None)
-        under = boxes_to_mask([b for b in entry.boxes if not is_floater(b, self.floater_keywords)], height, width)
-        densify = under | masks
-        return PhaseRegions(densify if bool(densify.any()) else None, union)
+        return region_masks(phase, entry.boxes, height, width, detail_target, self.floater_keywords, masks=masks,
+                            subject_is_background=entry.key == "background")
 
     def _entry(self, phase: str, image_name: str) -> Optional[FileRegion]:
         return self.entries.get(Path(image_name).name, {}).get(phase)

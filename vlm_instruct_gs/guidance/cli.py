@@ -34,8 +34,9 @@ import tyro
 from PIL import Image
 from typing_extensions import Annotated
 
-from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask, parse_boxes
+from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask
 from vlm_instruct_gs.guidance.mask_rule import region_masks
+from vlm_instruct_gs.guidance.parsing import parse_boxes
 from vlm_instruct_gs.guidance.phases import Phase
 from vlm_instruct_gs.guidance.prompts import load_prompt, read_prompt_file
 

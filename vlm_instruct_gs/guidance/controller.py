@@ -5,12 +5,13 @@ by :class:`~vlm_instruct_gs.vlm_fastgs_pipeline.VLMFastGSPipeline` and called by
 (main thread, under nerfstudio's train lock) with the model's :class:`~splat_core.strategy.FastGSStrategy`:
 
 1. :meth:`~GuidanceController.guidance_for_step`, before the strategy, at its refine and final-prune steps: the
-   answered queries' regions mapped onto the *current* Gaussians
-   (:func:`~vlm_instruct_gs.guidance.gaussian_masks.regions_to_guidance`) as the strategy's ``guidance=``.
+   answers due (in deterministic mode those at least ``apply_delay`` steps old, waited for) mapped onto the
+   *current* Gaussians as the strategy's ``guidance=`` (:mod:`~vlm_instruct_gs.guidance.applying`: densify, prune,
+   grow masks and spawned Gaussians), then reported (console verdict, ``applied.jsonl``, TensorBoard, viewer).
 2. :meth:`~GuidanceController.after_step`, after it, at query steps (:mod:`~vlm_instruct_gs.guidance.phases`):
    snapshots (:mod:`~vlm_instruct_gs.guidance.snapshots`) submitted to the
-   :class:`~vlm_instruct_gs.guidance.worker.GuidanceWorker`, which asks the source off the critical path, computes
-   each view's regions once (:func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`) and writes the records.
+   :class:`~vlm_instruct_gs.guidance.worker.GuidanceWorker`, which answers them off the critical path
+   (:func:`~vlm_instruct_gs.guidance.answering.answer_job`).
 
 :meth:`GuidanceController.state_dict` / :meth:`~GuidanceController.load_state_dict` carry the unapplied answers, the
 queries in flight (re-issued on load) and the last verdicts across a checkpoint resume.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
@@ -33,17 +34,13 @@ from splat_core.model import TrainViews
 from splat_core.rendering.views import Renderer
 from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.guidance import records
-from vlm_instruct_gs.guidance.boxes_file import BoxesFileSource
-from vlm_instruct_gs.guidance.gaussian_masks import regions_to_guidance
-from vlm_instruct_gs.guidance.mask_rule import PhaseRegions, region_masks
-from vlm_instruct_gs.guidance.phases import PHASES, phase_enabled, phase_name, settled_query_phases, unapplied_queries
-from vlm_instruct_gs.guidance.prompts import read_prompt_file
+from vlm_instruct_gs.guidance.answering import answer_job, check_prompts, result_regions
+from vlm_instruct_gs.guidance.applying import guidance_from_results, spawn_settings
+from vlm_instruct_gs.guidance.phases import phase_name, settled_query_phases, unapplied_queries
 from vlm_instruct_gs.guidance.resume_state import job_from_state, job_state, result_from_state, result_state
 from vlm_instruct_gs.guidance.snapshots import snapshot_views
-from vlm_instruct_gs.guidance.sources import GuidanceSetupError, GuidanceSource
-from vlm_instruct_gs.guidance.spawning import SPAWN_PHASES, SpawnSettings, spawn_for_views
-from vlm_instruct_gs.guidance.vlm_backend import VLMBackend
-from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceView, GuidanceWorker
+from vlm_instruct_gs.guidance.sources import GuidanceSource
+from vlm_instruct_gs.guidance.worker import GuidanceJob, GuidanceResult, GuidanceWorker
 
 if TYPE_CHECKING:  # guidance_controller.py imports this module to name it as the config's _target
     from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
@@ -56,7 +53,7 @@ class GuidanceController:
 
     Args:
         config (GuidanceConfig): schedule and mapping settings.
-        source (GuidanceSource): a loaded VLM backend or the image-evidence guide.
+        source (GuidanceSource): a loaded VLM backend, the image-evidence guide or a boxes file.
         status (ViewerText | None): disabled viewer text showing the current phase (e.g. ``detail``).
         last_answer (ViewerText | None): disabled viewer text showing the last applied answer in short
             (:func:`~vlm_instruct_gs.guidance.records.short_verdict`); the full line goes to the console.
@@ -95,13 +92,7 @@ class GuidanceController:
         """Main-thread time spent rendering and copying query views, in seconds."""
         self.apply_seconds = 0.0
         """Main-thread time spent collecting and mapping results, in seconds (includes waits)."""
-        if isinstance(source, VLMBackend):
-            for phase in PHASES:
-                if phase_enabled(config.schedule, phase):
-                    try:
-                        self._prompt(phase)
-                    except (OSError, ValueError) as err:
-                        raise GuidanceSetupError(f"guidance prompt for phase {phase!r}: {err}") from err
+        check_prompts(config, source)
 
     # ------------------------------------------------------------------ set-up
     def set_output_dir(self, path: Optional[Path]) -> None:
@@ -172,32 +163,13 @@ class GuidanceController:
         if not self._is_apply_step(strategy, step):
             return None
         start = time.perf_counter()
-        results = self._collect(step)
-        cfg = self.config
-        out: Dict[str, Any] = {}
-        mapped = []
-        for result in results:
-            d, p, views = self._map(result, render)
-            if d is not None:
-                out["densify"] = out.get("densify", 0.0) + d.to(device)
-                if result.job.phase == "detail" and cfg.detail_grow:
-                    out["grow"] = torch.maximum(out.get("grow", torch.zeros_like(d)), d.clamp(0.0, 1.0)).to(device)
-            if p is not None:
-                out["prune"] = torch.maximum(out.get("prune", torch.zeros(num_gaussians, device=device)), p.to(device))
-            mapped.append((result, d, p, views if result.job.phase in SPAWN_PHASES else []))
-        spawned = [0] * len(mapped)
-        if strategy.is_refine_step(step) and train_views is not None and cfg.spawn_budget > 0:
-            points, spawned = spawn_for_views([m[3] for m in mapped], train_views, self._spawn_settings(step))
-            if points["means"].shape[0] > 0:
-                out["spawn"] = {k: v.to(device) for k, v in points.items()}
-        for (result, d, p, _), n_spawned in zip(mapped, spawned):
-            self._report(step, result, d, p, strategy.guidance_prune_thresh, n_spawned)
+        spawn = spawn_settings(self.config, self.seed, step) if strategy.is_refine_step(step) else None
+        out, applied = guidance_from_results(self._collect(step), render, self.config, self.source, num_gaussians,
+                                             device, spawn, train_views)
+        for result, densify, prune, spawned in applied:
+            self._report(step, result, densify, prune, strategy.guidance_prune_thresh, spawned)
         self.apply_seconds += time.perf_counter() - start
         self._set_status(step)
-        if "densify" in out:
-            out["densify"] = out["densify"].clamp(-1.0, 1.0)
-        if "prune" in out:
-            out["prune"] = out["prune"].clamp(0.0, 1.0)
         return out or None
 
     def after_step(
@@ -224,12 +196,9 @@ class GuidanceController:
             return
         cfg = self.config
         for phase in phases:
-            candidates = None
-            if isinstance(self.source, BoxesFileSource):  # only the views the file gives regions for this phase
-                names = self.image_names or []
-                candidates = [i for i, n in enumerate(names) if self.source.has_region(phase, n)]
-                if not candidates:
-                    continue
+            candidates = self.source.query_candidates(phase, self.image_names or [])
+            if candidates is not None and not candidates:
+                continue
             start = time.perf_counter()
             views = snapshot_views(
                 phase, step, render, cameras, images, cfg.views_for(phase), self.seed, cfg.subject_image,
@@ -283,43 +252,11 @@ class GuidanceController:
         if self.full_verdict is not None and self.applied:
             self.full_verdict.value = self.last_verdict
 
-    # ------------------------------------------------------------------ query side
-    def _prompt(self, phase: str) -> str:
-        path = self.config.prompt_file_for(phase)
-        assert isinstance(self.source, VLMBackend)
-        return read_prompt_file(path) if path is not None else self.source.prompt(phase)
-
+    # ------------------------------------------------------------------ worker handler, results due, reports
     def _answer(self, job: GuidanceJob) -> GuidanceResult:
-        """Worker side: ask the source, never raise, compute the regions once, write the records."""
-        start = time.perf_counter()
-        n = len(job.views)
-        images = [v.image for v in job.views]
-        prompt, answers, error = None, (None,) * n, None
-        try:
-            if isinstance(self.source, VLMBackend):
-                prompt = self._prompt(job.phase)
-                boxes = self.source.boxes(job.phase, images, prompt=prompt)
-                answers = tuple(self.source.last_answers) if len(self.source.last_answers) == n else answers
-            else:
-                keys = sorted({k for v in job.views for k in v.evidence})
-                evidence = {k: [v.evidence.get(k) for v in job.views] for k in keys}
-                boxes = self.source.boxes(job.phase, images, image_names=[v.image_name for v in job.views],
-                                          **evidence)
-        except Exception as err:  # a failing source must never stop training
-            error = f"{type(err).__name__}: {err}"
-            CONSOLE.log(f"[yellow]guidance: {job.phase} query of step {job.step} failed ({error}); no boxes")
-            boxes = [[] for _ in range(n)]
-        boxes = tuple(tuple(b) for b in boxes)
-        regions = tuple(self._regions(job.phase, b, v, *v.image.shape[:2]) for v, b in zip(job.views, boxes))
-        result = GuidanceResult(
-            job=job, boxes=boxes, answers=answers, prompt=prompt, seconds=time.perf_counter() - start, error=error,
-            regions=regions,
-        )
-        if self.output_dir is not None:
-            records.write_records(result, self.output_dir, self.config.source)
-        return result
+        """Worker side (:func:`~vlm_instruct_gs.guidance.answering.answer_job`; reads the config of the moment)."""
+        return answer_job(job, self.source, self.config, self.output_dir)
 
-    # ------------------------------------------------------------------ apply side
     def _collect(self, step: int) -> List[GuidanceResult]:
         """The results to apply at ``step``: in deterministic mode those of queries at least ``apply_delay`` steps
         old (waiting for them), else whatever has arrived (waiting only with ``wait_for_results``)."""
@@ -327,41 +264,6 @@ class GuidanceController:
         if cfg.deterministic:
             return self.worker.collect(wait=True, due=lambda job: job.step + cfg.apply_delay <= step)
         return self.worker.collect(wait=cfg.wait_for_results or not cfg.asynchronous)
-
-    def _regions(self, phase: str, boxes, view: GuidanceView, height: int, width: int) -> PhaseRegions:
-        if isinstance(self.source, BoxesFileSource):  # its masks and 'background' entries are not boxes alone
-            return self.source.regions(phase, view.image_name, height, width, self.config.detail_target)
-        return region_masks(phase, boxes, height, width, self.config.detail_target, self.config.floater_keywords)
-
-    def _view_regions(self, result: GuidanceResult) -> Tuple[PhaseRegions, ...]:
-        """The result's regions at the view images' size (computed here for results built without them)."""
-        if len(result.regions) == len(result.job.views):
-            return result.regions
-        return tuple(self._regions(result.job.phase, b, v, *v.image.shape[:2])
-                     for v, b in zip(result.job.views, result.boxes))
-
-    def _map(self, result: GuidanceResult, render: Renderer) -> Tuple[Optional[Tensor], Optional[Tensor], List]:
-        """``(densify [N] or None, prune [N] or None, [(view, render, regions)])`` of one result for the current
-        Gaussians."""
-        cfg = self.config
-        views, rendered = [], []
-        for view, boxes, regions in zip(result.job.views, result.boxes, self._view_regions(result)):
-            if regions.size is None:
-                continue
-            out = render(view.camera)
-            if regions.size != tuple(out.depth.shape):  # the training resolution changed since the query (splatfacto's
-                regions = self._regions(result.job.phase, boxes, view, *out.depth.shape)  # schedule)
-            views.append((out, regions))
-            rendered.append((view, out, regions))
-        densify, prune = regions_to_guidance(views, cfg.densify_outside, cfg.combine, cfg.radius_scale,
-                                             cfg.floater_depth_margin)
-        return densify, prune, rendered
-
-    def _spawn_settings(self, step: int) -> SpawnSettings:
-        cfg = self.config
-        return SpawnSettings(budget=cfg.spawn_budget, depth_range=cfg.spawn_depth_range, min_error=cfg.spawn_min_error,
-                             cell=cfg.spawn_cell, min_per_cell=cfg.spawn_min_per_cell,
-                             seed=self.seed * 1_000_003 + step)
 
     def _report(self, step: int, result: GuidanceResult, densify, prune, prune_thresh: float, spawned: int = 0) -> None:
         """Verdict line, applied.jsonl record, TensorBoard image."""
@@ -375,7 +277,7 @@ class GuidanceController:
         if self.full_verdict is not None:
             self.full_verdict.value = self.last_verdict
         if self.config.log_images:
-            records.log_overlays(result, self._view_regions(result), step)
+            records.log_overlays(result, result_regions(self.config, self.source, result), step)
 
     def _set_status(self, step: int) -> None:
         if self.status is not None:

@@ -95,7 +95,8 @@ class GuidanceConfig(InstantiateConfig):
     """Queries due within this many steps after the strategy's opacity reset wait until then: right after a reset
     the renders are nearly transparent (0 queries at the scheduled step)."""
     max_pending: int = 4
-    """Most queries outstanding at once; later ones are dropped with a warning."""
+    """Most queries outstanding at once; later ones are dropped with a warning (in deterministic mode submitting
+    waits for a free slot instead)."""
     cuda_side_stream: bool = True
     """On CUDA, run the source on its own stream so it can overlap training."""
     write_files: bool = True
@@ -117,7 +118,6 @@ class GuidanceConfig(InstantiateConfig):
         files = {"detail": self.detail_prompt_file, "subject": self.subject_prompt_file,
                  "artifacts": self.artifacts_prompt_file}
         return files[check_phase(phase)]
-
 
 
 __all__ = ["GuidanceConfig", "GuidanceController"]

@@ -1,8 +1,11 @@
 """The one rule of which pixels a phase's boxes ask to densify, and where floaters are searched for pruning.
 
-Training (:mod:`~vlm_instruct_gs.guidance.gaussian_masks`), the per-query records and TensorBoard overlays
-(:mod:`~vlm_instruct_gs.guidance.records`) and ``vlm-gs-guide --out-mask`` (:mod:`~vlm_instruct_gs.guidance.cli`)
-all call :func:`region_masks`, so the mask a user tunes a prompt with is the mask training applies.
+Training computes each answer's regions once with :func:`region_masks` (:mod:`~vlm_instruct_gs.guidance.answering`,
+through the source's ``view_regions``; the boxes-file source adds its mask images,
+:mod:`~vlm_instruct_gs.guidance.boxes_file`), the per-query records and TensorBoard overlays
+(:mod:`~vlm_instruct_gs.guidance.records`) show those regions, and ``vlm-gs-guide --out-mask``
+(:mod:`~vlm_instruct_gs.guidance.cli`) calls it too, so the mask a user tunes a prompt with is the mask training
+applies.
 
 - ``detail``: densify the union of the boxes (``detail_target="boxes"``) or its complement (``"complement"``, the
   public reference implementation's choice).
@@ -65,6 +68,8 @@ def region_masks(
     width: int,
     detail_target: DetailTarget = "boxes",
     floater_keywords: Sequence[str] = FLOATER_KEYWORDS,
+    masks: Optional[Bool[Tensor, "H W"]] = None,
+    subject_is_background: bool = False,
 ) -> PhaseRegions:
     """Pixel regions a phase's boxes ask to densify and to search for floaters, at ``height x width`` (CPU).
 
@@ -77,6 +82,10 @@ def region_masks(
         detail_target: ``"boxes"`` or ``"complement"`` for ``detail``. Default is "boxes".
         floater_keywords: labels of ``artifacts`` boxes containing any of these are floaters. Default is
             :data:`FLOATER_KEYWORDS` (``GuidanceConfig.floater_keywords``' default).
+        masks: pixels selected beside the boxes (a boxes file's mask images), joined to their union; for
+            ``artifacts`` they are under-reconstructed, not floaters. [H, W] bool or None. Default is None.
+        subject_is_background: ``subject`` boxes and masks already are the background (a boxes file's
+            ``background`` entry), not its complement. Default is False.
 
     Returns:
         :class:`PhaseRegions` ``(densify [H, W] bool or None, floaters [H, W] bool or None)``.
@@ -87,15 +96,21 @@ def region_masks(
     check_phase(phase)
     if detail_target not in ("boxes", "complement"):
         raise ValueError(f"detail_target must be 'boxes' or 'complement', got {detail_target!r}")
-    if not boxes:
+    if not boxes and masks is None:
         return PhaseRegions(None, None)
     union = boxes_to_mask(boxes, height, width)
+    if masks is not None:
+        union = union | masks
     if phase == "detail":
         return PhaseRegions(union if detail_target == "boxes" else ~union, None)
     if phase == "subject":
-        return PhaseRegions(~union, None)
+        return PhaseRegions(union if subject_is_background else ~union, None)
     under = [b for b in boxes if not is_floater(b, floater_keywords)]
-    return PhaseRegions(boxes_to_mask(under, height, width) if under else None, union)
+    densify = boxes_to_mask(under, height, width) if under else None
+    if masks is not None:
+        densify = masks if densify is None else densify | masks
+        densify = densify if bool(densify.any()) else None
+    return PhaseRegions(densify, union)
 
 
 __all__ = ["FLOATER_KEYWORDS", "DetailTarget", "PhaseRegions", "is_floater", "region_masks"]

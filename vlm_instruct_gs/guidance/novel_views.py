@@ -27,8 +27,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.lie_groups import exp_map_SO3xR3
 from torch import Tensor
 
-_GL_TO_CV = torch.tensor([1.0, -1.0, -1.0])
-"""Column signs turning an OpenGL camera-to-world rotation into OpenCV (x right, y down, z forward)."""
+from vlm_instruct_gs.guidance.pinhole import lift_pixels, project, sample_bilinear, to_camera
 
 
 def camera_centres(c2w: Float[Tensor, "C 3 4"]) -> Float[Tensor, "C 3"]:
@@ -215,26 +214,14 @@ def warp_to_view(
     dev = depth.device
     H, W = depth.shape
     h, w = image_src.shape[:2]
-    sign = _GL_TO_CV.to(dev)
-    R_dst, t_dst = c2w_dst[:3, :3].float() * sign, c2w_dst[:3, 3].float()
-    R_src, t_src = c2w_src[:3, :3].float().to(dev) * sign, c2w_src[:3, 3].float().to(dev)
     v, u = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
     z = torch.nan_to_num(depth.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    x = (u + 0.5 - K_dst[0, 2]) / K_dst[0, 0] * z
-    y = (v + 0.5 - K_dst[1, 2]) / K_dst[1, 1] * z
-    world = torch.stack([x, y, z], -1) @ R_dst.T + t_dst  # [H, W, 3]
-    cam = (world - t_src) @ R_src  # [H, W, 3] in the source camera (OpenCV)
-    zs = cam[..., 2]
-    safe = zs.clamp_min(near)
-    us = K_src[0, 0].to(dev) * cam[..., 0] / safe + K_src[0, 2].to(dev)
-    vs = K_src[1, 1].to(dev) * cam[..., 1] / safe + K_src[1, 2].to(dev)
-    valid = (z > 0) & (zs > near) & (us >= 0) & (us <= w) & (vs >= 0) & (vs <= h)
+    cam = to_camera(lift_pixels(u, v, z, K_dst, c2w_dst), c2w_src)  # [H, W, 3] in the source camera (OpenCV)
+    us, vs = project(cam, K_src, near)
+    valid = (z > 0) & (cam[..., 2] > near) & (us >= 0) & (us <= w) & (vs >= 0) & (vs <= h)
     if valid_dst is not None:
         valid &= valid_dst.to(dev)
-    grid = torch.stack([us / w * 2 - 1, vs / h * 2 - 1], -1)[None]  # align_corners=False: pixel centres at +0.5
-    src = image_src.float().to(dev).permute(2, 0, 1)[None]
-    warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-    warped = warped.permute(1, 2, 0) * valid[..., None]
+    warped = sample_bilinear(image_src, us, vs) * valid[..., None]
     return warped.clamp(0.0, 1.0), valid
 
 

@@ -4,18 +4,19 @@ queried, as pure functions of step.
 Under the 20k-step budget the phases are (defaults; every boundary is a field of :class:`GuidanceSchedule`):
 
 - ``detail`` (phase 1, steps 500-8000, a query every 500): render a few training views, ask where texture detail is
-  emerging and densify the Gaussians there first.
-- ``subject`` (phase 2, steps 8000-14000, a query every 1000): ask for the main subject in training views and densify
-  the background (the complement of the subject box).
+  emerging and densify the Gaussians there first (a budget of them grows whatever their multi-view score).
+- ``subject`` (phase 2, steps 8000-14000, a query every 1000): ask for the main subject in training views, densify
+  the background (the complement of the subject box) and spawn new Gaussians where it holds too few.
 - ``artifacts`` (phase 3, steps 10000-15000, a query every 1000): render viewpoints that are not training views, ask
-  where they look wrong, densify the under-reconstructed regions and mark floaters for pruning.
+  where they look wrong, densify (and spawn into) the under-reconstructed regions and mark floaters for pruning.
 - ``refinement`` (after the last window): no queries; FastGS's own pruning (refinement until its
   ``refine_stop_iter`` = 15000, final pruning passes after ``final_prune_start_iter``) finishes the model.
 
 Windows are half-open, ``[start, stop)``, and may overlap. A query due in the first steps after an opacity reset
 waits until the opacities have been re-learned (:func:`settled_query_phases`). A query at step ``s`` snapshots the
-model after that step's refinement; its result is applied at the first later step on which the strategy refines or prunes (see
-:func:`unapplied_queries`). Nothing here holds state: the phase after a checkpoint resume is the phase of the step.
+model after that step's refinement; its result is applied at the first later step on which the strategy refines or
+prunes, in deterministic mode the first at least ``apply_delay`` steps later (see :func:`unapplied_queries`). Nothing
+here holds state: the phase after a checkpoint resume is the phase of the step.
 """
 
 from __future__ import annotations

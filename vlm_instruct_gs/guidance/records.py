@@ -1,4 +1,5 @@
-"""What every guidance call leaves behind: the image, prompt, raw answer, parsed boxes and masks, on disk.
+"""What every guidance call leaves behind: the image, prompt, raw answer, parsed boxes and masks, on disk; and of
+every applied answer, its record, its console / viewer verdict and its TensorBoard overlay.
 
 Per query view (``<out_dir>`` is ``<run base dir>/guidance``):
 
@@ -9,7 +10,8 @@ Per query view (``<out_dir>`` is ``<run base dir>/guidance``):
   source, prompt, raw answer, boxes (normalised 0-1000 and as pixel ranges ``[c0, r0, c1, r1)``), error, seconds.
 
 And one line per application in ``applied.jsonl`` (training step, query step, phase, boxes, how many Gaussians got
-densify / prune guidance). Writing failures are logged, never raised.
+densify / prune guidance, how many were spawned), summed up by :func:`verdict` (console, viewer) and
+:func:`short_verdict` (the short viewer field). Writing failures are logged, never raised.
 """
 
 from __future__ import annotations

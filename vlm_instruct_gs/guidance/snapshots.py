@@ -11,6 +11,9 @@ touches training tensors. Per phase:
   ``reference`` = the nearest training photo warped into the novel view through the rendered depth, and ``valid``
   where that warp has data.
 
+A source that knows regions per training image (a boxes file) names the training views it may be asked about
+(``candidates``), and its ``artifacts`` queries render those training views instead of novel ones.
+
 View choice and novel poses come from a generator seeded with ``(seed, step, phase)``, so a resumed run repeats them.
 """
 
@@ -19,7 +22,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
@@ -27,15 +29,8 @@ from splat_core.images import to_uint8_image
 from splat_core.rendering.views import Renderer
 from vlm_instruct_gs.guidance.novel_views import novel_cameras, warp_to_view
 from vlm_instruct_gs.guidance.phases import PHASES, check_phase
+from vlm_instruct_gs.guidance.pinhole import intrinsics_at
 from vlm_instruct_gs.guidance.worker import GuidanceView
-
-
-def intrinsics_at(camera: Cameras, height: int, width: int) -> Float[Tensor, "3 3"]:
-    """Pinhole K (pixels, CPU) of a single camera ([1]) for an image of ``height x width`` pixels."""
-    K = camera.get_intrinsics_matrices()[0].float().cpu().clone()
-    K[0] *= width / float(camera.width[0])
-    K[1] *= height / float(camera.height[0])
-    return K
 
 
 @torch.no_grad()
@@ -110,4 +105,4 @@ def snapshot_views(
     return tuple(views)
 
 
-__all__ = ["intrinsics_at", "snapshot_views"]
+__all__ = ["snapshot_views"]

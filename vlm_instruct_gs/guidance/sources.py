@@ -1,9 +1,11 @@
 """The guidance source interface, its errors, and the factory that builds the configured source.
 
 A source turns images into phase-specific boxes (:class:`GuidanceSource`); the VLM backends
-(:mod:`~vlm_instruct_gs.guidance.vlm_backend`) and the weights-free image-evidence guide
-(:mod:`~vlm_instruct_gs.guidance.image_evidence`) implement it, so training code talks to this interface only. What
-the boxes mean for densification is :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks`.
+(:mod:`~vlm_instruct_gs.guidance.vlm_backend`), the weights-free image-evidence guide
+(:mod:`~vlm_instruct_gs.guidance.image_evidence`) and the boxes file (:mod:`~vlm_instruct_gs.guidance.boxes_file`)
+implement it, so training code talks to this interface only. What the boxes mean for densification is
+:func:`~vlm_instruct_gs.guidance.mask_rule.region_masks` (:meth:`GuidanceSource.view_regions`; a boxes file adds its
+masks), and which training views a query may see is :meth:`GuidanceSource.query_candidates`.
 
 This module imports neither source, so both can import it; :func:`build_guidance_source` reaches them through their
 configs' ``setup()`` and reads a failure from the typed :class:`GuidanceSourceError`, never from its text.
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.mask_rule import FLOATER_KEYWORDS, DetailTarget, PhaseRegions, region_masks
 
 if TYPE_CHECKING:  # the configs import this module; only their types are needed here
     from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
@@ -62,6 +65,26 @@ class GuidanceSource(abc.ABC):
             evidence: optional extra inputs, one entry per image (``reference``, ``error_map``, ``depth``,
                 ``valid``); sources ignore what they do not use.
         """
+
+    def query_candidates(self, phase: str, image_names: Sequence[str]) -> Optional[List[int]]:
+        """The training views a ``phase`` query may ask about (indices into ``image_names``), or None: any view,
+        and novel views for ``artifacts``. A source that knows regions per training image names its own."""
+        return None
+
+    def view_regions(
+        self,
+        phase: str,
+        boxes: Sequence[Box],
+        image_name: str,
+        height: int,
+        width: int,
+        detail_target: DetailTarget = "boxes",
+        floater_keywords: Sequence[str] = FLOATER_KEYWORDS,
+    ) -> PhaseRegions:
+        """The regions one view's answer (``boxes``; the view's training image ``image_name``) asks for at
+        ``height x width``: :func:`~vlm_instruct_gs.guidance.mask_rule.region_masks` of the boxes, unless the source
+        knows more than boxes (a boxes file's masks)."""
+        return region_masks(phase, boxes, height, width, detail_target, floater_keywords)
 
 
 def build_guidance_source(

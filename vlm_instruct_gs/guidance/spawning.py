@@ -29,7 +29,7 @@ from splat_core.data.init_points import focus_point
 from splat_core.images import to_float_image
 from splat_core.rendering.views import RenderedView
 from vlm_instruct_gs.guidance.mask_rule import PhaseRegions
-from vlm_instruct_gs.guidance.snapshots import intrinsics_at
+from vlm_instruct_gs.guidance.pinhole import intrinsics_at, lift_pixels, project, sample_bilinear, to_camera
 from vlm_instruct_gs.guidance.worker import GuidanceView
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 SPAWN_PHASES: Tuple[str, ...] = ("subject", "artifacts")
 """Phases whose densify regions (the background; under-reconstructed boxes) also receive new Gaussians."""
-
-_GL_TO_CV = torch.tensor([1.0, -1.0, -1.0])
-"""Column signs turning an OpenGL camera-to-world rotation into OpenCV (x right, y down, z forward)."""
 
 
 def _visible_centres_per_cell(out: RenderedView, cell: int) -> Tensor:  # -> [ceil(H / cell), ceil(W / cell)]
@@ -53,38 +50,16 @@ def _visible_centres_per_cell(out: RenderedView, cell: int) -> Tensor:  # -> [ce
     return torch.bincount(flat, minlength=gh * gw).reshape(gh, gw)
 
 
-def lift_pixels(
-    u: Tensor, v: Tensor, z: Tensor, K: Float[Tensor, "3 3"], c2w: Float[Tensor, "3 4"]
-) -> Float[Tensor, "M 3"]:
-    """World points of pixel centres ``(u + 0.5, v + 0.5)`` at camera depth ``z`` (world units, optical axis).
-
-    Args:
-        u, v: pixel column / row indices. [M]
-        z: depth along the optical axis (> 0). [M]
-        K: pinhole intrinsics in pixels. [3, 3]
-        c2w: camera-to-world, OpenGL. [3, 4]
-    """
-    x = (u.float() + 0.5 - K[0, 2]) / K[0, 0] * z
-    y = (v.float() + 0.5 - K[1, 2]) / K[1, 1] * z
-    R = c2w[:3, :3].float() * _GL_TO_CV.to(c2w.device)
-    return torch.stack([x, y, z], -1) @ R.T + c2w[:3, 3].float()
-
-
 def sample_colours(
     points: Float[Tensor, "M 3"], image: Float[Tensor, "h w 3"], K: Float[Tensor, "3 3"], c2w: Float[Tensor, "3 4"]
 ) -> Tuple[Float[Tensor, "M 3"], Bool[Tensor, "M"]]:
     """Colours of world points in a training image (bilinear at their projection) and whether they land in it, in
     front of the camera. ``K`` is at the image's resolution, ``c2w`` OpenGL."""
     h, w = image.shape[:2]
-    R = c2w[:3, :3].float() * _GL_TO_CV.to(c2w.device)
-    cam = (points - c2w[:3, 3].float()) @ R
-    z = cam[:, 2].clamp_min(1e-6)
-    us, vs = K[0, 0] * cam[:, 0] / z + K[0, 2], K[1, 1] * cam[:, 1] / z + K[1, 2]
+    cam = to_camera(points, c2w)
+    us, vs = project(cam, K, 1e-6)
     valid = (cam[:, 2] > 1e-3) & (us >= 0) & (us < w) & (vs >= 0) & (vs < h)
-    grid = torch.stack([us / w * 2 - 1, vs / h * 2 - 1], -1)[None, None]  # align_corners=False: centres at +0.5
-    rgb = F.grid_sample(image.float().permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="border",
-                        align_corners=False)[0, :, 0].T
-    return rgb.clamp(0.0, 1.0), valid
+    return sample_bilinear(image, us, vs).clamp(0.0, 1.0), valid
 
 
 @torch.no_grad()
@@ -225,4 +200,4 @@ def spawn_for_views(
     return {k: torch.cat([p[k] for p in parts]) for k in ("means", "colors", "scales")}, counts
 
 
-__all__ = ["SPAWN_PHASES", "SpawnSettings", "lift_pixels", "sample_colours", "spawn_for_views", "spawn_points"]
+__all__ = ["SPAWN_PHASES", "SpawnSettings", "sample_colours", "spawn_for_views", "spawn_points"]

@@ -1,6 +1,6 @@
 """Vision-language model backends: ``_target`` configs, an abstract base and two concrete backends.
 
-Styled after lerf:lerf/encoders/image_encoder.py: each backend has an ``XConfig`` naming its class in ``_target``;
+Styled after LERF's image encoders (``BaseImageEncoderConfig`` / ``BaseImageEncoder``): each backend has an ``XConfig`` naming its class in ``_target``;
 ``config.setup()`` builds it. Backends load their weights (or check their server) once, at construction, and fail
 there with one :class:`VLMBackendError` that names the config field and the path.
 
@@ -30,7 +30,8 @@ import torch
 from nerfstudio.configs.base_config import InstantiateConfig
 
 from splat_core.images import to_pil_image
-from vlm_instruct_gs.guidance.boxes import Box, parse_boxes
+from vlm_instruct_gs.guidance.boxes import Box
+from vlm_instruct_gs.guidance.parsing import parse_boxes
 from vlm_instruct_gs.guidance.prompts import load_prompt
 from vlm_instruct_gs.guidance.sources import DOWNLOAD_HINT, GuidanceSource, GuidanceSourceError
 

@@ -2,14 +2,15 @@
 
 The training thread renders a few views at a query step and hands a :class:`GuidanceJob` (uint8 CPU images, the
 cameras, the step, the view ids and optional evidence) to :class:`GuidanceWorker`. The worker answers it with a
-handler (the guidance source plus record writing, see :mod:`~vlm_instruct_gs.guidance.controller`) and
-keeps the :class:`GuidanceResult` until the training thread collects it at its next refinement step, where the boxes
-are mapped onto the then-current Gaussians. Jobs and results are immutable and hold CPU tensors only, so nothing
+handler (the guidance source plus record writing, :func:`~vlm_instruct_gs.guidance.answering.answer_job`) and
+keeps the :class:`GuidanceResult` until the training thread collects it at a refinement or final-prune step, where
+the boxes are mapped onto the then-current Gaussians (:mod:`~vlm_instruct_gs.guidance.applying`). Jobs and results are immutable and hold CPU tensors only, so nothing
 the worker touches is shared with training.
 
 ``asynchronous=False`` runs the handler inside :meth:`GuidanceWorker.submit` (deterministic; for tests and
 debugging). ``collect(wait=True)`` blocks until every submitted job is answered, which makes an asynchronous run
-apply exactly what a synchronous one would.
+apply exactly what a synchronous one would; ``collect(wait=True, due=...)`` takes (and waits for) only the jobs due
+at a step, and ``block_when_full`` makes a full queue wait instead of dropping: the deterministic mode's apply delay.
 """
 
 from __future__ import annotations
