@@ -8,13 +8,16 @@ import torch
 from PIL import Image
 
 from splat_core.testing import SHARED_DATA, write_transforms_scene
-from tests.test_guided_training import ANSWER, FixedAnswerBackend, _pipeline, _same, _train
 from vlm_instruct_gs.guidance.boxes import Box, boxes_to_mask
 from vlm_instruct_gs.guidance.boxes_file import BoxesFileSource, load_boxes_file
 from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuideConfig
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError, build_guidance_source
 from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
+from vlm_instruct_gs.testing.guided_runs import ANSWER, FixedAnswerBackend
+from vlm_instruct_gs.testing.guided_runs import guided_pipeline as _pipeline
+from vlm_instruct_gs.testing.guided_runs import same as _same
+from vlm_instruct_gs.testing.guided_runs import train_steps as _train
 
 DESK_BOXES = "configs/guidance/desk_vr_background_boxes.json"
 

@@ -6,9 +6,10 @@ import time
 import torch
 
 from splat_core.testing import write_transforms_scene
-from tests.test_guided_training import _pipeline, _train
 from vlm_instruct_gs.guidance.image_evidence import ImageEvidenceGuide
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
+from vlm_instruct_gs.testing.guided_runs import guided_pipeline as _pipeline
+from vlm_instruct_gs.testing.guided_runs import train_steps as _train
 
 SCHEDULE = GuidanceSchedule(detail_start=2, detail_stop=6, detail_every=2, subject_start=4, subject_stop=8,
                             subject_every=2, artifacts_start=6, artifacts_stop=10, artifacts_every=2)

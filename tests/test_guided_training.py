@@ -2,13 +2,10 @@
 
 import json
 import logging
-import random
 
 import pytest
 import torch
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
-from nerfstudio.engine.callbacks import TrainingCallbackAttributes
-from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.utils import writer
 from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerText
@@ -20,78 +17,25 @@ from splat_core.testing import write_transforms_scene
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
 from vlm_instruct_gs.guidance.sources import GuidanceSetupError
-from vlm_instruct_gs.guidance.vlm_backend import VLMBackend, VLMBackendConfig
+from vlm_instruct_gs.guidance.vlm_backend import VLMBackendConfig
+from vlm_instruct_gs.testing.guided_runs import (
+    STEPS,
+    EmptyAnswerBackend,
+    FixedAnswerBackend,
+    FloaterAnswerBackend,
+)
+from vlm_instruct_gs.testing.guided_runs import (
+    guided_pipeline as _pipeline,
+)
+from vlm_instruct_gs.testing.guided_runs import (
+    same as _same,
+)
+from vlm_instruct_gs.testing.guided_runs import (
+    train_steps as _train,
+)
 from vlm_instruct_gs.vlm_fastgs_config import vlm_fastgs
 from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
-
-STEPS = 12
-SCHEDULE = GuidanceSchedule(detail_start=2, detail_stop=6, detail_every=2, subject_start=6, subject_stop=10,
-                            subject_every=2, artifacts_start=8, artifacts_stop=12, artifacts_every=2)
-"""Queries at 2, 4 (detail), 6, 8 (subject), 8, 10 (artifacts); answers applied at the next refine step."""
-ANSWER = '```json\n[{"bbox_2d": [100, 200, 600, 900], "label": "brick texture"}]\n```'
-
-
-class FixedAnswerBackend(VLMBackend):
-    """A VLM that gives the same answer about every image (``answer`` class attribute)."""
-
-    answer = ANSWER
-
-    def ask(self, images, prompt):
-        return [self.answer] * len(images)
-
-
-class EmptyAnswerBackend(FixedAnswerBackend):
-    answer = "[]"
-
-
-class FloaterAnswerBackend(FixedAnswerBackend):
-    answer = '[{"bbox_2d": [0, 0, 1000, 1000], "label": "floating blobs"}]'
-
-
-def _pipeline(scene, source="none", strategy=None, vlm=None, test_mode="val", **guidance):
-    strategy = strategy or FastGSStrategy(refine_start_iter=1, refine_every=2, refine_stop_iter=STEPS + 1,
-                                          num_score_views=3, densify_min_count=200.0, guidance_densify_scale=0.005)
-    guidance = {"schedule": SCHEDULE, "detail_views": 2, "subject_views": 2, "artifacts_views": 2,
-                "asynchronous": False, "apply_delay": 1, **guidance}
-    config = VLMFastGSPipelineConfig(
-        datamanager=FullImageDatamanagerConfig(
-            dataparser=SceneDataParserConfig(data=scene, num_random_points=60), cache_images_type="uint8"
-        ),
-        model=VLMFastGSModelConfig(num_downscales=0, fastgs=strategy),
-        guidance=GuidanceConfig(source=source, **guidance),
-        vlm=vlm or VLMBackendConfig(),
-    )
-    random.seed(0)
-    torch.manual_seed(0)  # the random initial points
-    return config.setup(device="cpu", test_mode=test_mode)
-
-
-def _train(pipeline, steps=STEPS, out_dir=None):
-    """Drive training steps as nerfstudio's Trainer does; returns the final means. Seeded after set-up."""
-    model = pipeline.model
-    optimizers = Optimizers(vlm_fastgs.config.optimizers, model.get_param_groups())
-    pipeline.get_training_callbacks(TrainingCallbackAttributes(optimizers, None, pipeline, None))
-    if pipeline.guidance is not None:
-        pipeline.guidance.set_output_dir(out_dir)
-    random.seed(0)
-    torch.manual_seed(0)
-    model.train()
-    for step in range(1, steps + 1):
-        model.step_cb(optimizers, step)
-        camera, batch = pipeline.datamanager.next_train(step)
-        loss = sum(model.get_loss_dict(model(camera), batch).values())
-        loss.backward()
-        optimizers.optimizer_step_all()
-        optimizers.zero_grad_all()
-        model.step_post_backward(step)
-    if pipeline.guidance is not None:
-        pipeline.guidance.close()
-    return model.gauss_params["means"].detach().clone()
-
-
-def _same(a, b):
-    return a.shape == b.shape and torch.equal(a, b)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import torch
 
 from splat_core.rendering.views import RenderedView
 from splat_core.testing import look_at, write_transforms_scene
-from tests.test_guided_training import _pipeline, _train
 from vlm_instruct_gs.guidance.phases import GuidanceSchedule
 from vlm_instruct_gs.guidance.pinhole import lift_pixels
 from vlm_instruct_gs.guidance.spawning import sample_colours, spawn_points
+from vlm_instruct_gs.testing.guided_runs import guided_pipeline as _pipeline
+from vlm_instruct_gs.testing.guided_runs import train_steps as _train
 
 H, W, F_PX = 16, 24, 20.0
 K = torch.tensor([[F_PX, 0.0, W / 2], [0.0, F_PX, H / 2], [0.0, 0.0, 1.0]])

@@ -8,7 +8,7 @@ import torch
 
 from splat_core.strategy import FastGSStrategy
 from splat_core.strategy.ops import SH_C0, gaussian_rows, spawn, spawn_points, top_k_mask
-from tests.test_fastgs_strategy import (
+from splat_core.strategy.testing import (
     HIGH,
     LARGE,
     REFINE_STEP,

@@ -4,8 +4,10 @@ from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerText
 
 from splat_core.testing import write_transforms_scene
-from tests.test_guided_training import STEPS, _pipeline, _train
 from vlm_instruct_gs.guidance.records import short_verdict
+from vlm_instruct_gs.testing.guided_runs import STEPS
+from vlm_instruct_gs.testing.guided_runs import guided_pipeline as _pipeline
+from vlm_instruct_gs.testing.guided_runs import train_steps as _train
 
 
 def test_a_finished_guided_run_shows_its_last_phase_and_whole_verdict(tmp_path):
