@@ -282,11 +282,11 @@ class SplatModel(SplatfactoModel):
         in pixels of a datamanager training camera at the current training resolution; None for a camera without
         ``metadata["cam_idx"]``.
 
-        Built as :meth:`_rasterize` builds them, once per camera and resolution: building reads the camera's size
-        (``.item()``) and copies K to the device, and each of those waits for the GPU when the camera lives there (as
-        nerfstudio's datamanager puts it with ``cache_images="gpu"``). An entry is reused only for the same
-        ``camera_to_worlds`` storage (the datamanager's cameras, sliced per step). The camera optimiser's pose
-        correction, when on, is applied every step.
+        Built by :meth:`_intrinsics_at`, as :meth:`_rasterize` builds them, once per camera and resolution: building
+        reads the camera's size (``.item()``) and copies K to the device, and each of those waits for the GPU when the
+        camera lives there (as nerfstudio's datamanager puts it with ``cache_images="gpu"``). An entry is reused only
+        for the same ``camera_to_worlds`` storage (the datamanager's cameras, sliced per step). The camera optimiser's
+        pose correction, when on, is applied every step.
         """
         idx = (camera.metadata or {}).get("cam_idx")
         if idx is None:
@@ -296,10 +296,7 @@ class SplatModel(SplatfactoModel):
         ptr = camera.camera_to_worlds.data_ptr()
         entry = self._train_projections.get(key)
         if entry is None or entry[0] != ptr:
-            camera.rescale_output_resolution(1 / scale)
-            K = camera.get_intrinsics_matrices().to(self.device)
-            W, H = int(camera.width.item()), int(camera.height.item())
-            camera.rescale_output_resolution(scale)
+            K, W, H = self._intrinsics_at(camera)
             entry = (ptr, get_viewmat(camera.camera_to_worlds).to(self.device), K, W, H)
             self._train_projections[key] = entry
         _, viewmat, K, W, H = entry
@@ -374,22 +371,30 @@ class SplatModel(SplatfactoModel):
             gsplat's ``(render [1, H, W, X], alpha [1, H, W, 1], info)``; ``absgrad`` follows the strategy for the SH
             colours (only that render feeds it) and is off for ``colors``.
         """
+        K, width, height = self._intrinsics_at(camera, resolution)
+        viewmats = get_viewmat(camera_to_world).to(self.device)
+        return self._rasterize_projected(
+            params, viewmats, K, width, height, render_mode, colors=colors,
+            absgrad=self.strategy.absgrad if colors is None else False,
+        )
+
+    def _intrinsics_at(
+        self, camera: Cameras, resolution: Union[float, Tuple[int, int]] = 1.0
+    ) -> Tuple[Tensor, int, int]:
+        """Intrinsics ``[1, 3, 3]`` (pixels, on the model's device) and width, height (pixels, at least 1) of one
+        camera at ``resolution`` (as :meth:`_rasterize`'s argument), without mutating the camera."""
         K = camera.get_intrinsics_matrices().to(self.device)  # [1, 3, 3]
         if isinstance(resolution, tuple):
             height, width = resolution
             sx, sy = width / float(camera.width.item()), height / float(camera.height.item())
         else:
             sx = sy = resolution / self._get_downscale_factor()
-            # Cameras.rescale_output_resolution's rounding (truncation), without mutating the camera
+            # Cameras.rescale_output_resolution's rounding (truncation)
             width, height = int(camera.width.item() * sx), int(camera.height.item() * sy)
         K = K.clone()
         K[:, 0, :] *= sx  # fx, cx
         K[:, 1, :] *= sy  # fy, cy
-        viewmats = get_viewmat(camera_to_world).to(self.device)
-        return self._rasterize_projected(
-            params, viewmats, K, max(width, 1), max(height, 1), render_mode, colors=colors,
-            absgrad=self.strategy.absgrad if colors is None else False,
-        )
+        return K, max(width, 1), max(height, 1)
 
     @torch.no_grad()
     def score_views(self, num_views: int) -> Dict[str, Tensor]:
