@@ -19,7 +19,8 @@ the ``--reference`` method's final PSNR (mean over seeds) minus 0.1 dB.
 Methods: a registered method name, then optionally ``:VARIANT`` (vlm-fastgs: ``default`` for gsplat's
 DefaultStrategy, ``legacy`` for the FastGS settings before FastGS-faithful scores and early growth,
 ``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``; unguided without it) and
-``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``).
+``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``, or model fields, e.g.
+``vlm-fastgs@num_downscales=0``).
 
 Usage (GPU; all runs of a scene in one call, 9 at a time)::
 
@@ -35,6 +36,7 @@ JSON files.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -71,21 +73,31 @@ def parse_method(method: str) -> Dict:
     return {"name": name, "variant": variant, "source": source, "overrides": fields}
 
 
-def _override(strategy, fields: Dict[str, str]):
-    """``strategy`` with string ``fields`` converted to each field's type."""
-    known = {f.name: f for f in dataclasses.fields(strategy)}
+def _typed(current, text: str):
+    """``text`` converted to the type of the field's ``current`` value."""
+    if isinstance(current, bool):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(current, int):
+        return int(float(text))
+    if isinstance(current, float):
+        return float(text)
+    return text
+
+
+def _override(model_config, fields: Dict[str, str]) -> None:
+    """Set string ``fields`` on ``model_config``: FastGS strategy fields on its ``fastgs``, the others (e.g.
+    ``num_downscales``, ``sh_degree_interval``) on the model config itself, each converted to the field's type."""
+    strategy = model_config.fastgs
+    known = {f.name for f in dataclasses.fields(strategy)}
     values = {}
     for key, text in fields.items():
-        if key not in known:
-            raise SystemExit(f"error: FastGSStrategy has no field {key!r}")
-        current = getattr(strategy, key)
-        if isinstance(current, bool):
-            values[key] = text.lower() in ("1", "true", "yes")
-        elif isinstance(current, (int, float)):
-            values[key] = type(current)(float(text)) if isinstance(current, int) else float(text)
+        if key in known:
+            values[key] = _typed(getattr(strategy, key), text)
+        elif key in {f.name for f in dataclasses.fields(model_config)}:
+            setattr(model_config, key, _typed(getattr(model_config, key), text))
         else:
-            values[key] = text
-    return dataclasses.replace(strategy, **values)
+            raise SystemExit(f"error: neither FastGSStrategy nor {type(model_config).__name__} has a field {key!r}")
+    model_config.fastgs = dataclasses.replace(strategy, **values)
 
 
 def trainer_config(method: str, args: argparse.Namespace):
@@ -101,7 +113,7 @@ def trainer_config(method: str, args: argparse.Namespace):
 
     parts = parse_method(method)
     name, variant, source = parts["name"], parts["variant"], parts["source"]
-    config = all_methods[name]
+    config = copy.deepcopy(all_methods[name])  # the registry's config is shared: a variant must not leak into it
     if variant == "legacy":
         config.pipeline.model.strategy = "fastgs"
         config.pipeline.model.fastgs = FastGSStrategy.legacy()
@@ -110,7 +122,7 @@ def trainer_config(method: str, args: argparse.Namespace):
     if parts["overrides"]:
         if not hasattr(config.pipeline.model, "fastgs"):
             raise SystemExit(f"error: {name} has no FastGS strategy fields to set")
-        config.pipeline.model.fastgs = _override(config.pipeline.model.fastgs, parts["overrides"])
+        _override(config.pipeline.model, parts["overrides"])
     if hasattr(config.pipeline, "guidance"):
         config.pipeline.guidance.source = source or "none"
         if args.vlm_model_path:
@@ -257,12 +269,14 @@ class EvalCurve:
 
     ``wall_s`` at a point is the time since :meth:`start`, minus the time spent in earlier evals and in this one:
     CUDA is synchronised before each reading, so queued training work is counted as training. At the progress
-    steps the first eval view's render is saved under ``image_dir``.
+    steps the first eval view's render is saved under ``image_dir``. Each point is also appended to ``points_file``
+    (JSON lines) as it is measured, so a run cut short (a device call's time limit) keeps its curve so far.
     """
 
     def __init__(self, pipeline, eval_steps: Sequence[int], progress_steps: Sequence[int], image_dir: Path,
-                 coverage_threshold: float):
+                 coverage_threshold: float, points_file: Optional[Path] = None):
         self.pipeline, self.image_dir, self.coverage_threshold = pipeline, image_dir, coverage_threshold
+        self.points_file = points_file
         self.eval_steps, self.progress_steps = sorted(eval_steps), set(progress_steps)
         self.points: List[Dict[str, float]] = []
         self.images: Dict[int, str] = {}
@@ -305,6 +319,10 @@ class EvalCurve:
             self.pipeline.train()
         self.points.append({"step": done, "wall_s": wall, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                             "coverage": metrics["coverage"], "num_gaussians": int(self.pipeline.model.num_points)})
+        if self.points_file is not None:
+            self.points_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.points_file.open("a") as f:
+                f.write(json.dumps(self.points[-1]) + "\n")
         if done in self.progress_steps and first_view:
             self.images[done] = _save_png(first_view[0], self.image_dir / f"step_{done:06d}.png")
             if self.gt is None:
@@ -337,7 +355,7 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     eval_steps = args.eval_steps or scaled_steps(EVAL_STEPS, args.iterations)
     progress = scaled_steps(PROGRESS_STEPS, args.iterations)
     curve = EvalCurve(trainer.pipeline, eval_steps, progress, Path(args.out) / "progress" / run_name(method, args.seed),
-                      args.coverage_threshold)
+                      args.coverage_threshold, points_file=Path(args.out) / "partial" / f"{run_name(method, args.seed)}.jsonl")
     trainer.callbacks.append(curve.callback())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -429,12 +447,24 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
     print("\n".join([*summary, "", *phases, "", *guidance]))
 
 
+def build_gsplat_once() -> None:
+    """Build (or load) gsplat's JIT-compiled CUDA extension in this process before parallel runs start: processes
+    that each start the build at once race on its cache folder, and the losers fail to import ``gsplat_cuda.so``
+    (seen on an H200, 2026-12-01). Does nothing without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        from gsplat.cuda._backend import _C  # noqa: F401  (importing builds the extension)
+
+
 def run_all(args: argparse.Namespace, argv: Sequence[str]) -> List[str]:
     """Run every (method, seed) of ``args`` without a result JSON, ``args.jobs`` processes at a time, each logging
     to ``<out>/logs/<run>.log``. Returns the runs that failed."""
     out = Path(args.out)
     todo = [(m, s) for s in args.seeds for m in args.methods if not (out / f"{run_name(m, s)}.json").exists()]
     (out / "logs").mkdir(exist_ok=True)
+    if todo and args.jobs > 1:
+        build_gsplat_once()
     running: List = []
     failed: List[str] = []
     while todo or running:

@@ -5,7 +5,8 @@
 #   source benchmarks/gpu_env.sh && bash benchmarks/record_gpu.sh STAGE OUT
 #
 # STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs (docs/benchmarks/desk_vr_2x_guided, fmgs_desk_vr);
-# seeds | sweep | profile (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep, profile_lean; 2026-12-01). The scene is $SCENE (default .scenes/desk_vr:
+# seeds | sweep | profile | early-window | early-window-sweep | beer-can | speed (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
+# profile_lean, desk_vr_2x_early_window; 2026-12-01). The scene is $SCENE (default .scenes/desk_vr:
 # images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
 # reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
 # few packed guidance records), ready to copy under docs/benchmarks.
@@ -23,6 +24,16 @@ pack_guidance() {  # the run's guidance records: every JSON, plus the images and
   (cd "$run_dir/guidance" && tar czf - applied.jsonl ./*.json step_04000_* step_08000_* step_12000_*) \
     >"$out/guidance_$2.tar.gz" || true
 }
+
+bounded() {  # bounded SECONDS CMD...: CMD under a time limit, its --run-one children stopped with it; eval points
+  # measured so far stay in OUT/.../partial/ (compare_methods.py writes them as they come)
+  local limit=$1; shift
+  timeout "$limit" "$@" || echo "stopped after ${limit}s (or failed): $*" >&2
+  pkill -f "compare_methods.py .*--run-one" || true
+}
+
+# Parallel runs would race on gsplat's JIT build; build it once first.
+if command -v nvidia-smi >/dev/null; then python -c "from gsplat.cuda._backend import _C" || true; fi
 
 case $stage in
   masks)
@@ -58,10 +69,31 @@ case $stage in
       --num-random 100 --reference vlm-fastgs:legacy --out "$out/sweep" --runs-dir .runs/sweep \
       --eval-steps 2000 4000 6000 8000 11000 14000 17000 20000 --seeds 42 7 123 --jobs 6 \
       --methods vlm-fastgs@score_footprint=box vlm-fastgs@densify_min_count=1 ;;
+  early-window)  # docs/benchmarks/desk_vr_2x_early_window: the previous and the new end of the early-growth window
+    OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 --iterations 20000 \
+      --num-random 100 --reference vlm-fastgs:legacy --out "$out/final" --runs-dir .runs/final \
+      --eval-steps 2000 4000 6000 8000 11000 14000 17000 20000 --seeds 42 7 123 --jobs 6 \
+      --methods vlm-fastgs@early_refine_stop_iter=3000 vlm-fastgs ;;
+  early-window-sweep)  # its sweep_to_11k: stopped after the 11k eval by the call's time limit (OUT/sweep3/partial)
+    bounded 335 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
+      --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/sweep3" --runs-dir .runs/sweep3 \
+      --eval-steps 2000 4000 6000 8000 11000 20000 --seeds 42 123 --jobs 8 \
+      --methods vlm-fastgs@early_refine_stop_iter=3000,num_downscales=0 vlm-fastgs@early_refine_stop_iter=3000,refine_every=250 \
+      vlm-fastgs@early_refine_stop_iter=1500 vlm-fastgs@early_refine_stop_iter=3000,sh_degree_interval=2500 ;;
+  beer-can)  # the densifier issue's beer_can record: legacy vs new defaults vs image-evidence, 3 seeds ($SCENE: beer_can)
+    bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "${SCENE:-.scenes/beer_can}" \
+      --downscale 2 --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/beer_can_2x" \
+      --runs-dir .runs/beer_can_2x --eval-steps 2000 4000 6000 8000 11000 14000 17000 20000 --seeds 42 7 123 \
+      --jobs 9 --methods vlm-fastgs:legacy vlm-fastgs vlm-fastgs+image-evidence ;;
+  speed)  # the speed issue's same-record wall-time ratio: splatfacto beside vlm-fastgs, 3 seeds (not run yet: sized
+    # from splatfacto's ~7 ms of GPU work per step when 8 runs shared the GPU, docs/benchmarks/desk_vr_2x_seeds)
+    bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
+      --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/speed_2x" --runs-dir .runs/speed \
+      --eval-steps 4000 8000 14000 20000 --seeds 42 7 123 --jobs 6 --methods splatfacto vlm-fastgs ;;
   profile)
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 100 --out "$out/profile_after"
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile)" >&2; exit 2 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | speed)" >&2; exit 2 ;;
 esac

@@ -127,13 +127,16 @@ def test_scaled_steps_method_names_and_overrides():
     names = {script.run_name(m, s) for m in ("vlm-fastgs", "vlm-fastgs:legacy", "vlm-fastgs+image-evidence",
                                              "vlm-fastgs@refine_every=200") for s in (42, 7)}
     assert len(names) == 8 and all("/" not in n and ":" not in n and "+" not in n for n in names)
-    from splat_core.strategy import FastGSStrategy
+    from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
 
-    s = script._override(FastGSStrategy(), {"refine_every": "200", "absgrad": "false", "high_error_thresh": "0.2",
-                                            "score_footprint": "box"})
+    model = VLMFastGSModelConfig()
+    script._override(model, {"refine_every": "200", "absgrad": "false", "high_error_thresh": "0.2",
+                             "score_footprint": "box", "num_downscales": "0", "sh_degree_interval": "3000"})
+    s = model.fastgs
     assert (s.refine_every, s.absgrad, s.high_error_thresh, s.score_footprint) == (200, False, 0.2, "box")
-    with pytest.raises(SystemExit, match="no field"):
-        script._override(FastGSStrategy(), {"refine_evry": "1"})
+    assert (model.num_downscales, model.sh_degree_interval) == (0, 3000)
+    with pytest.raises(SystemExit, match="has a field 'refine_evry'"):
+        script._override(VLMFastGSModelConfig(), {"refine_evry": "1"})
 
 
 def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
@@ -163,7 +166,7 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
 
     monkeypatch.setattr(script, "evaluate", fake_evaluate)
     pipeline = FakePipeline()
-    curve = script.EvalCurve(pipeline, [2, 4], [4], tmp_path / "img", 0.1)
+    curve = script.EvalCurve(pipeline, [2, 4], [4], tmp_path / "img", 0.1, points_file=tmp_path / "p" / "run.jsonl")
     assert curve.callback().iters == (1, 3)  # after loop steps 1 and 3: 2 and 4 steps done
     curve.start()
     for step in range(4):
@@ -173,3 +176,5 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
     assert [(p["step"], p["wall_s"], p["num_gaussians"]) for p in curve.points] == [(2, 20.0, 123), (4, 40.0, 123)]
     assert curve.train_seconds() == 40.0 and curve.eval_seconds == 200.0 and pipeline.mode[-1] == "train"
     assert list(curve.images) == [4] and Path(curve.images[4]).is_file() and Path(curve.gt).is_file()
+    written = [json.loads(line) for line in (tmp_path / "p" / "run.jsonl").read_text().splitlines()]
+    assert written == curve.points  # each point on disk as soon as it is measured

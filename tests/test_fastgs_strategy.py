@@ -98,9 +98,9 @@ def test_nothing_changes_outside_refine_window():
 def test_schedule():
     s = FastGSStrategy()
     refine = [st for st in range(0, 31_000, 100) if s.is_refine_step(st)]
-    # every 100 steps up to 3000 (25 refinements), then every 500 (3500 ... 14500: 23)
-    assert refine[:3] == [600, 700, 800] and refine[24:27] == [3000, 3500, 4000] and refine[-1] == 14_500
-    assert len(refine) == 25 + 23
+    # every 100 steps up to 1500 (10 refinements), then every 500 (2000 ... 14500: 26)
+    assert refine[:3] == [600, 700, 800] and refine[9:12] == [1500, 2000, 2500] and refine[-1] == 14_500
+    assert len(refine) == 10 + 26
     assert [st for st in range(0, 31_000, 100) if s.is_final_prune_step(st)] == [16_000, 17_000, 18_000, 19_000]
     assert s.wants_view_scores(600) and s.wants_view_scores(19_000) and not s.wants_view_scores(20_000)
     legacy = FastGSStrategy.legacy()
