@@ -18,7 +18,8 @@ the ``--reference`` method's final PSNR (mean over seeds) minus 0.1 dB.
 
 Methods: a registered method name, then optionally ``:VARIANT`` (vlm-fastgs: ``default`` for gsplat's
 DefaultStrategy, ``legacy`` for the FastGS settings before FastGS-faithful scores and early growth,
-``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``; unguided without it) and
+``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``, ``boxes`` with
+``--boxes-file``; unguided without it) and
 ``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``, or model fields, e.g.
 ``vlm-fastgs@num_downscales=0``).
 
@@ -45,10 +46,11 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_report sits beside this script
 import bench_report  # noqa: E402
+from bench_regions import RegionErrors, load_regions, region_table  # noqa: E402
 from bench_report import guidance_table, phase_table  # noqa: E402,F401  (the report's tables, importable from here)
 
 EVAL_STEPS = (1000, 2000, 4000, 6000, 8000, 11000, 14000, 17000, 20000)
@@ -127,6 +129,10 @@ def trainer_config(method: str, args: argparse.Namespace):
         config.pipeline.guidance.source = source or "none"
         if args.vlm_model_path:
             config.pipeline.vlm.model_path = args.vlm_model_path
+        if source == "boxes":
+            if not getattr(args, "boxes_file", None):
+                raise SystemExit("error: '+boxes' methods need --boxes-file")
+            config.pipeline.guidance.boxes_file = Path(args.boxes_file)
     elif source:
         raise SystemExit(f"error: {name} has no guidance phases; drop '+{source}'")
     config.pipeline.datamanager.dataparser = SceneDataParserConfig(
@@ -146,11 +152,39 @@ def trainer_config(method: str, args: argparse.Namespace):
     config.steps_per_eval_image = args.iterations
     config.steps_per_eval_all_images = 10 * args.iterations
     config.steps_per_eval_batch = 0
+    if getattr(args, "compress_schedule", False):
+        compress_schedule(config, args.iterations)
     for group in config.optimizers.values():  # stretch the lr decays over the budget, as each method's 30k/20k does
         sched = group.get("scheduler")
         if sched is not None and hasattr(sched, "max_steps"):
             sched.max_steps = args.iterations
     return config
+
+
+def compress_schedule(config, iterations: int, full: int = FULL_BUDGET) -> None:
+    """Scale a vlm-fastgs config's step counts from a ``full``-step run to ``iterations`` steps, as
+    ``vlm-fastgs-demo`` does (:func:`vlm_instruct_gs.demo.schedule_steps`: FastGS refinement, early growth, resets
+    and final pruning, the guidance phase windows and apply delay), plus the model's resolution and SH-degree
+    schedules; each count rounded, at least 1, a 0 stays 0. For short CPU runs that keep a 20k run's shape."""
+    from vlm_instruct_gs.demo import schedule_steps
+
+    if not hasattr(config.pipeline, "guidance"):
+        raise SystemExit("error: --compress-schedule applies to vlm-fastgs methods only")
+    scale = iterations / full
+    scaled = lambda steps: max(1, round(steps * scale)) if steps > 0 else steps  # noqa: E731
+    def set_path(owner, path: List[str], value):  # a frozen dataclass (GuidanceSchedule) is replaced, not mutated
+        if len(path) > 1:
+            value = set_path(getattr(owner, path[0]), path[1:], value)
+        if dataclasses.is_dataclass(owner) and owner.__dataclass_params__.frozen:
+            return dataclasses.replace(owner, **{path[0]: value})
+        setattr(owner, path[0], value)
+        return owner
+
+    for flag, steps in schedule_steps(config.pipeline).items():
+        set_path(config, flag.removeprefix("--").replace("-", "_").split("."), scaled(steps))
+    model = config.pipeline.model
+    model.resolution_schedule, model.sh_degree_interval = (scaled(model.resolution_schedule),
+                                                           scaled(model.sh_degree_interval))
 
 
 def read_curves(run_dir: Path) -> Dict[str, List[List[float]]]:
@@ -214,15 +248,19 @@ def guidance_summary(pipeline) -> Optional[Dict]:
     }
 
 
+
+
 def evaluate(pipeline, coverage_threshold: float = 0.1, with_lpips: bool = True,
-             first_view: Optional[list] = None) -> Dict[str, float]:
+             first_view: Optional[list] = None, regions: Optional[Callable] = None) -> Dict[str, float]:
     """Mean PSNR / SSIM / LPIPS over the eval split, with splatfacto's metric definitions for every method, and
     coverage: the fraction of test pixels whose mean absolute RGB error is below ``coverage_threshold``.
 
     nerfstudio's ``get_average_eval_image_metrics`` calls the model's own metric code, whose LPIPS needs weights that
     cannot be downloaded offline; this loop computes the same metrics with one offline-safe LPIPS for all methods.
     ``with_lpips=False`` leaves LPIPS out (the eval curve); ``first_view``, a list, receives the render and the ground
-    truth ([H, W, 3] float in [0, 1]) of the first eval view.
+    truth ([H, W, 3] float in [0, 1]) of the first eval view. With ``regions`` (:func:`load_regions`) the result also
+    has ``region_psnr``: per phase with a region on some eval image, :func:`region_psnr` inside and outside it (eval
+    images without a region for the phase are left out of that phase).
     """
     import torch
     from torchmetrics.image import PeakSignalNoiseRatio
@@ -234,6 +272,8 @@ def evaluate(pipeline, coverage_threshold: float = 0.1, with_lpips: bool = True,
     psnr = PeakSignalNoiseRatio(data_range=1.0).to(model.device)
     lpips = OptionalLPIPS(normalize=True) if with_lpips else None
     rows: List[Dict[str, float]] = []
+    region_errors = RegionErrors(regions) if regions is not None else None
+    names = pipeline.datamanager.eval_dataset.image_filenames
     with torch.no_grad():
         for camera, batch in pipeline.datamanager.fixed_indices_eval_dataloader:
             outputs = model.get_outputs_for_camera(camera=camera)
@@ -245,10 +285,18 @@ def evaluate(pipeline, coverage_threshold: float = 0.1, with_lpips: bool = True,
             value = lpips(pred_b, gt_b) if lpips is not None else None
             if value is not None:
                 row["lpips"] = float(value)
+            if region_errors is not None:
+                name = Path(names[int(batch["image_idx"])]).name
+                region_errors.add(name, outputs["rgb"], gt.to(model.device))
+                if hasattr(model, "render_view"):  # the splat_core models: count Gaussians by footprint too
+                    region_errors.add_gaussians(name, model.render_view(camera))
             if first_view is not None and not first_view:
                 first_view.extend([outputs["rgb"].cpu(), gt.cpu()])
             rows.append(row)
-    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} | {"num_eval_images": float(len(rows))}
+    out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} | {"num_eval_images": float(len(rows))}
+    if region_errors is not None:
+        out["region_psnr"] = region_errors.psnr()
+    return out
 
 
 def _save_png(image, path: Path) -> str:
@@ -274,9 +322,9 @@ class EvalCurve:
     """
 
     def __init__(self, pipeline, eval_steps: Sequence[int], progress_steps: Sequence[int], image_dir: Path,
-                 coverage_threshold: float, points_file: Optional[Path] = None):
+                 coverage_threshold: float, points_file: Optional[Path] = None, regions: Optional[Callable] = None):
         self.pipeline, self.image_dir, self.coverage_threshold = pipeline, image_dir, coverage_threshold
-        self.points_file = points_file
+        self.points_file, self.regions = points_file, regions
         self.eval_steps, self.progress_steps = sorted(eval_steps), set(progress_steps)
         self.points: List[Dict[str, float]] = []
         self.images: Dict[int, str] = {}
@@ -314,11 +362,14 @@ class EvalCurve:
         first_view: list = []
         self.pipeline.eval()
         try:
-            metrics = evaluate(self.pipeline, self.coverage_threshold, with_lpips=False, first_view=first_view)
+            metrics = evaluate(self.pipeline, self.coverage_threshold, with_lpips=False, first_view=first_view,
+                               **({"regions": self.regions} if self.regions is not None else {}))
         finally:
             self.pipeline.train()
         self.points.append({"step": done, "wall_s": wall, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                             "coverage": metrics["coverage"], "num_gaussians": int(self.pipeline.model.num_points)})
+        if "region_psnr" in metrics:
+            self.points[-1]["region_psnr"] = metrics["region_psnr"]
         if self.points_file is not None:
             self.points_file.parent.mkdir(parents=True, exist_ok=True)
             with self.points_file.open("a") as f:
@@ -355,7 +406,8 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     eval_steps = args.eval_steps or scaled_steps(EVAL_STEPS, args.iterations)
     progress = scaled_steps(PROGRESS_STEPS, args.iterations)
     curve = EvalCurve(trainer.pipeline, eval_steps, progress, Path(args.out) / "progress" / run_name(method, args.seed),
-                      args.coverage_threshold, points_file=Path(args.out) / "partial" / f"{run_name(method, args.seed)}.jsonl")
+                      args.coverage_threshold, points_file=Path(args.out) / "partial" / f"{run_name(method, args.seed)}.jsonl",
+                      regions=load_regions(args.region_boxes))
     trainer.callbacks.append(curve.callback())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -377,7 +429,7 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
         "date": str(date.today()),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "versions": {"torch": torch.__version__, "gsplat": gsplat.__version__},
-        "metrics": evaluate(pipeline, args.coverage_threshold),
+        "metrics": evaluate(pipeline, args.coverage_threshold, regions=load_regions(args.region_boxes)),
         "coverage_threshold": args.coverage_threshold,
         "num_gaussians": int(pipeline.model.num_points),
         "eval_curve": curve.points,
@@ -438,6 +490,9 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
         md += ["## Gaussians at the end of each guidance phase", "", *phases, ""]
     if guidance:
         md += ["## Guidance", "", *guidance, ""]
+    regions = region_table(results)
+    if regions:
+        md += ["## Test PSNR inside and outside the regions of --region-boxes at each phase's end", "", *regions, ""]
     phase_ends = next((r["phase_ends"] for r in results if r.get("phase_ends")), {})
     bench_report.plot_curves(results, out / "curves.png", target, phase_ends, args.iterations)
     md += ["![eval curve, loss and Gaussians](curves.png)", ""]
@@ -508,6 +563,12 @@ def main(argv: List[str] | None = None) -> None:
                         help="--pipeline.vlm.model-path of '+vlm' methods (e.g. a tiny_vlm folder)")
     parser.add_argument("--coverage-threshold", type=float, default=0.1,
                         help="per-pixel mean absolute RGB error (0-1) below which a test pixel counts as covered")
+    parser.add_argument("--compress-schedule", action="store_true",
+                        help="scale vlm-fastgs's step schedules from 20k steps to --iterations (short CPU runs)")
+    parser.add_argument("--boxes-file", default=None, help="--pipeline.guidance.boxes-file of '+boxes' methods")
+    parser.add_argument("--region-boxes", default=None,
+                        help="boxes file (--pipeline.guidance.boxes-file format) with regions of the eval images: the "
+                             "eval curve adds PSNR inside and outside each phase's region")
     parser.add_argument("--run-one", default=None)
     parser.add_argument("--report-only", action="store_true")
     argv = list(sys.argv[1:] if argv is None else argv)

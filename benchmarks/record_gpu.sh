@@ -5,8 +5,10 @@
 #   source benchmarks/gpu_env.sh && bash benchmarks/record_gpu.sh STAGE OUT
 #
 # STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs (docs/benchmarks/desk_vr_2x_guided, fmgs_desk_vr);
-# seeds | sweep | profile | early-window | early-window-sweep | beer-can | speed (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
-# profile_lean, desk_vr_2x_early_window; 2026-12-01). The scene is $SCENE (default .scenes/desk_vr:
+# seeds | sweep | profile | early-window | early-window-sweep (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
+# profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | speed | steering (prepared for the records the open
+# issues still need; not run yet). Stages that may outlast a call run under `bounded`: eval points measured before a
+# cut stay in OUT/<record>/partial/. The scene is $SCENE (default .scenes/desk_vr:
 # images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
 # reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
 # few packed guidance records), ready to copy under docs/benchmarks.
@@ -90,10 +92,18 @@ case $stage in
     bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
       --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/speed_2x" --runs-dir .runs/speed \
       --eval-steps 4000 8000 14000 20000 --seeds 42 7 123 --jobs 6 --methods splatfacto vlm-fastgs ;;
+  steering)  # the steering issue's desk_vr record: unguided vs image-evidence vs hand-drawn background boxes, 3 seeds,
+    # with test PSNR inside / outside those boxes on the eval curve (not run yet)
+    boxes=configs/guidance/desk_vr_background_boxes.json
+    bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
+      --iterations 20000 --num-random 100 --reference vlm-fastgs --out "$out/desk_vr_2x_steering" \
+      --runs-dir .runs/steering --eval-steps 2000 4000 6000 8000 11000 14000 15000 17000 20000 --seeds 42 7 123 \
+      --jobs 9 --boxes-file $boxes --region-boxes $boxes \
+      --methods vlm-fastgs vlm-fastgs+image-evidence vlm-fastgs+boxes ;;
   profile)
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 100 --out "$out/profile_after"
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | speed)" >&2; exit 2 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | speed | steering)" >&2; exit 2 ;;
 esac

@@ -22,8 +22,10 @@ def test_compare_methods_writes_report(transforms_scene, tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), *common, "--methods", *methods, "--seeds", "42", "7",
                              "--jobs", "2"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for method in ("vlm-fastgs:default+none", "vlm-fastgs+image-evidence"):
-        result = subprocess.run([sys.executable, str(SCRIPT), *common, "--run-one", method, "--seed", "42"],
+    boxes = tmp_path / "regions.json"  # a background box on every image: masked PSNR on the guided run's curve
+    boxes.write_text(json.dumps({"images": {f"{i:03d}.png": {"background": [[0, 0, 500, 1000]]} for i in range(64)}}))
+    for method, extra in (("vlm-fastgs:default+none", []), ("vlm-fastgs+image-evidence", ["--region-boxes", str(boxes)])):
+        result = subprocess.run([sys.executable, str(SCRIPT), *common, "--run-one", method, "--seed", "42", *extra],
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     all_methods = (*methods, "vlm-fastgs:default+none", "vlm-fastgs+image-evidence")
@@ -35,6 +37,11 @@ def test_compare_methods_writes_report(transforms_scene, tmp_path):
     assert set(rows) == {(m, s) for m in methods for s in (42, 7)} | {(m, 42) for m in all_methods[2:]}
     run_dirs = {Path(r["config"]).parent for r in rows.values()}
     assert len(run_dirs) == len(rows)  # one run folder per run, also for runs started together
+    guided = rows[("vlm-fastgs+image-evidence", 42)]
+    masked = [p["region_psnr"]["subject"] for p in guided["eval_curve"]] + [guided["metrics"]["region_psnr"]["subject"]]
+    assert masked and all(0 < m["inside"] < 60 and 0 < m["outside"] < 60 and m["inside_frac"] == 0.5 for m in masked)
+    assert all(0 <= m["gaussians_inside"] <= guided["num_gaussians"] for m in masked[-1:])
+    assert "Test PSNR inside and outside" in (out / "results.md").read_text()
     for row in rows.values():
         assert 0 < row["metrics"]["psnr"] < 60 and row["num_gaussians"] > 0 and row["curves"]["loss"]
         assert row["gpu"] == "cpu" and row["num_gaussians"] == row["curves"]["gaussians"][-1][1]
@@ -178,3 +185,115 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
     assert list(curve.images) == [4] and Path(curve.images[4]).is_file() and Path(curve.gt).is_file()
     written = [json.loads(line) for line in (tmp_path / "p" / "run.jsonl").read_text().splitlines()]
     assert written == curve.points  # each point on disk as soon as it is measured
+
+
+def _regions_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_regions
+
+    return bench_regions
+
+
+def test_region_psnr_against_torchmetrics_on_masked_pixels(tmp_path):
+    """PSNR inside / outside the background boxes of a boxes file, pooled over two eval images, equals torchmetrics'
+    PSNR of the selected pixels; an image without an entry adds nothing."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio as tm_psnr
+
+    regions = _regions_module()
+    boxes = {"images": {"a.png": {"background": [[0, 0, 500, 1000]]}, "b.png": {"background": [[0, 0, 1000, 250]]}}}
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(boxes))
+    region = regions.load_regions(str(path))
+    gen = torch.Generator().manual_seed(0)
+    h, w = 8, 12
+    images = {n: (torch.rand(h, w, 3, generator=gen), torch.rand(h, w, 3, generator=gen)) for n in ("a.png", "b.png",
+                                                                                                   "c.png")}
+    errors = regions.RegionErrors(region)
+    for name, (pred, gt) in images.items():
+        errors.add(name, pred, gt)
+    masks = {"a.png": torch.zeros(h, w, dtype=torch.bool), "b.png": torch.zeros(h, w, dtype=torch.bool)}
+    masks["a.png"][:, :6] = True  # x 0-500 of 12 columns
+    masks["b.png"][:2, :] = True  # y 0-250 of 8 rows
+    assert region("subject", "a.png", h, w).equal(masks["a.png"]) and region("subject", "c.png", h, w) is None
+    got = errors.psnr()
+    assert set(got) == {"subject"}  # the file has background entries only: the background-completion phase
+
+    def pooled(inside: bool):
+        sel = [(images[n][0][m if inside else ~m], images[n][1][m if inside else ~m]) for n, m in masks.items()]
+        return float(tm_psnr(torch.cat([p for p, _ in sel]), torch.cat([g for _, g in sel]), data_range=1.0))
+
+    assert got["subject"]["inside"] == pytest.approx(pooled(True), abs=1e-4)
+    assert got["subject"]["outside"] == pytest.approx(pooled(False), abs=1e-4)
+    assert got["subject"]["inside_frac"] == pytest.approx((48 + 24) / (2 * 96))
+
+
+def test_region_table_reads_each_phase_end():
+    regions = _regions_module()
+
+    def run(seed, inside):
+        return {"method": "m", "seed": seed, "phase_ends": {"detail": 8000, "subject": 14000},
+                "eval_curve": [{"step": s, "region_psnr": {"subject": {"inside": inside + s / 1000, "outside": 30.0,
+                                                                        "inside_frac": 0.4}}}
+                               for s in (8000, 14000, 20000)]}
+
+    rows = regions.region_table([run(42, 20.0), run(7, 22.0)])
+    assert rows[2] == "| m | subject | 14,000 | 35.00 ± 1.41 | 30.00 ± 0.00 | 0.40 ± 0.00 | n/a |"  # 14k, not 20k
+    assert len(rows) == 3 and regions.region_table([{"method": "m", "eval_curve": [{"step": 1}]}]) == []
+
+
+def test_boxes_source_takes_the_boxes_file(tmp_path):
+    import argparse
+
+    script = _script()
+    args = argparse.Namespace(vlm_model_path=None, data=str(tmp_path / "scene"), downscale=2, init="random",
+                              num_random=100, seed=7, iterations=2000, runs_dir=None, out=str(tmp_path), boxes_file=None)
+    with pytest.raises(SystemExit, match="need --boxes-file"):
+        script.trainer_config("vlm-fastgs+boxes", args)
+    args.boxes_file = "configs/guidance/desk_vr_background_boxes.json"
+    config = script.trainer_config("vlm-fastgs+boxes", args)
+    assert config.pipeline.guidance.source == "boxes" and config.machine.seed == 7
+    assert config.pipeline.guidance.boxes_file == Path(args.boxes_file)
+    assert script.trainer_config("vlm-fastgs", args).pipeline.guidance.source == "none"  # the registry is untouched
+
+
+def test_compressed_schedule_scales_the_configured_counts(tmp_path):
+    """``--compress-schedule`` scales the variant's own counts (legacy's final passes too), as the demo does."""
+    import argparse
+
+    script = _script()
+    args = argparse.Namespace(vlm_model_path=None, data=str(tmp_path), downscale=2, init="random", num_random=100,
+                              seed=42, iterations=2000, runs_dir=None, out=str(tmp_path), boxes_file=None,
+                              compress_schedule=True)
+    new, legacy = (script.trainer_config(m, args).pipeline for m in ("vlm-fastgs", "vlm-fastgs:legacy"))
+    full = script.trainer_config("vlm-fastgs", argparse.Namespace(**{**vars(args), "compress_schedule": False}))
+    s, f = new.model.fastgs, full.pipeline.model.fastgs
+    assert (s.refine_every, s.early_refine_every, s.early_refine_stop_iter) == (f.refine_every // 10, 10, 150)
+    assert legacy.model.fastgs.final_prune_every == 300 and legacy.model.fastgs.early_refine_every == 0
+    assert new.guidance.schedule.detail_stop == full.pipeline.guidance.schedule.detail_stop // 10
+    assert (new.model.resolution_schedule, new.model.sh_degree_interval) == (300, 100)
+    with pytest.raises(SystemExit, match="vlm-fastgs methods only"):
+        script.trainer_config("splatfacto", args)
+
+
+def test_gaussians_inside_a_region_by_footprint():
+    """Footprints [1, N, 2] px: wholly inside the left-half region, wholly outside, straddling it mostly outside,
+    culled (radius 0); counted once over two views."""
+    from splat_core.rendering.views import RenderedView
+
+    regions = _regions_module()
+    h, w = 16, 32
+    left = torch.zeros(h, w, dtype=torch.bool)
+    left[:, :16] = True
+    errors = regions.RegionErrors(lambda phase, name, hh, ww: left if phase == "subject" else None)
+
+    def view(centres, radii):
+        return RenderedView(rgb=torch.zeros(h, w, 3), depth=torch.ones(h, w), alpha=torch.ones(h, w),
+                            means2d=torch.tensor([centres], dtype=torch.float32),
+                            radii=torch.tensor([radii], dtype=torch.int32), depths=torch.ones(1, len(radii)))
+
+    errors.add_gaussians("a.png", view([[5, 8], [25, 8], [18, 8], [5, 8]], [[3, 3], [3, 3], [4, 4], [0, 0]]))
+    assert errors.inside["subject"].tolist() == [True, False, False, False]
+    errors.add_gaussians("b.png", view([[25, 8], [5, 8], [18, 8], [5, 8]], [[3, 3], [3, 3], [4, 4], [0, 0]]))
+    errors.add("a.png", torch.zeros(h, w, 3), torch.full((h, w, 3), 0.1))
+    got = errors.psnr()["subject"]
+    assert got["gaussians_inside"] == 2 and got["inside"] == pytest.approx(20.0, abs=1e-4)

@@ -45,11 +45,12 @@ GUIDANCE_STEP_FIELDS = ("apply_delay", "settle_after_reset")
 """``GuidanceConfig`` fields counted in steps beside its schedule."""
 
 
-def schedule_steps() -> Dict[str, int]:
-    """vlm-fastgs's step counts as ``{ns-train flag: default}``: every FastGS strategy field named ``*_iter`` (a step)
+def schedule_steps(pipeline=None) -> Dict[str, int]:
+    """vlm-fastgs's step counts as ``{ns-train flag: value}``: every FastGS strategy field named ``*_iter`` (a step)
     or ``*_every`` (an interval; the early-growth and final-prune ones included), every guidance schedule field and
-    :data:`GUIDANCE_STEP_FIELDS`, read from the registered method's config so the demo follows its defaults."""
-    pipeline = vlm_fastgs.config.pipeline
+    :data:`GUIDANCE_STEP_FIELDS`, read from ``pipeline`` (a vlm-fastgs pipeline config; default: the registered
+    method's, so the demo follows its defaults)."""
+    pipeline = pipeline if pipeline is not None else vlm_fastgs.config.pipeline
     strategy, guidance = pipeline.model.fastgs, pipeline.guidance
     steps = {f"--pipeline.model.fastgs.{f.name}": getattr(strategy, f.name) for f in fields(strategy)
              if f.name.endswith(("_iter", "_every"))}
