@@ -150,7 +150,8 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
     """With a fake clock: training time advances 10 s per step, each eval 100 s; wall_s counts training only."""
     script = _script()
     clock = [0.0]
-    monkeypatch.setattr(script.time, "perf_counter", lambda: clock[0])
+    curves = sys.modules[script.EvalCurve.__module__]  # benchmarks/bench_eval.py, where the curve reads its clock
+    monkeypatch.setattr(curves.time, "perf_counter", lambda: clock[0])
 
     class FakeModel:
         num_points = 123
@@ -171,7 +172,7 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
         first_view.extend([torch.full((4, 6, 3), 0.5), torch.zeros(4, 6, 3)])
         return {"psnr": 20.0, "ssim": 0.5, "coverage": 0.7}
 
-    monkeypatch.setattr(script, "evaluate", fake_evaluate)
+    monkeypatch.setattr(curves, "evaluate", fake_evaluate)
     pipeline = FakePipeline()
     curve = script.EvalCurve(pipeline, [2, 4], [4], tmp_path / "img", 0.1, points_file=tmp_path / "p" / "run.jsonl")
     assert curve.callback().iters == (1, 3)  # after loop steps 1 and 3: 2 and 4 steps done
