@@ -120,7 +120,7 @@ class EvalCurve:
         self.pipeline.eval()
         try:
             metrics = evaluate(self.pipeline, self.coverage_threshold, with_lpips=False, first_view=first_view,
-                               **({"regions": self.regions} if self.regions is not None else {}))
+                               regions=self.regions)
         finally:
             self.pipeline.train()
         self.points.append({"step": done, "wall_s": wall, "psnr": metrics["psnr"], "ssim": metrics["ssim"],

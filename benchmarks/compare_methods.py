@@ -166,13 +166,14 @@ def compress_schedule(config, iterations: int, full: int = FULL_BUDGET) -> None:
     """Scale a vlm-fastgs config's step counts from a ``full``-step run to ``iterations`` steps, as
     ``vlm-fastgs-demo`` does (:func:`vlm_instruct_gs.demo.schedule_steps`: FastGS refinement, early growth, resets
     and final pruning, the guidance phase windows and apply delay), plus the model's resolution and SH-degree
-    schedules; each count rounded, at least 1, a 0 stays 0. For short CPU runs that keep a 20k run's shape."""
-    from vlm_instruct_gs.demo import schedule_steps
+    schedules; each count by :func:`vlm_instruct_gs.demo.scale_steps`. For short CPU runs that keep a 20k run's
+    shape."""
+    from vlm_instruct_gs.demo import scale_steps, schedule_steps
 
     if not hasattr(config.pipeline, "guidance"):
         raise SystemExit("error: --compress-schedule applies to vlm-fastgs methods only")
     scale = iterations / full
-    scaled = lambda steps: max(1, round(steps * scale)) if steps > 0 else steps  # noqa: E731
+
     def set_path(owner, path: List[str], value):  # a frozen dataclass (GuidanceSchedule) is replaced, not mutated
         if len(path) > 1:
             value = set_path(getattr(owner, path[0]), path[1:], value)
@@ -182,10 +183,10 @@ def compress_schedule(config, iterations: int, full: int = FULL_BUDGET) -> None:
         return owner
 
     for flag, steps in schedule_steps(config.pipeline).items():
-        set_path(config, flag.removeprefix("--").replace("-", "_").split("."), scaled(steps))
+        set_path(config, flag.removeprefix("--").replace("-", "_").split("."), scale_steps(steps, scale))
     model = config.pipeline.model
-    model.resolution_schedule, model.sh_degree_interval = (scaled(model.resolution_schedule),
-                                                           scaled(model.sh_degree_interval))
+    model.resolution_schedule = scale_steps(model.resolution_schedule, scale)
+    model.sh_degree_interval = scale_steps(model.sh_degree_interval, scale)
 
 
 def read_curves(run_dir: Path) -> Dict[str, List[List[float]]]:
@@ -279,9 +280,10 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
         trainer.setup()
     eval_steps = args.eval_steps or scaled_steps(EVAL_STEPS, args.iterations)
     progress = scaled_steps(PROGRESS_STEPS, args.iterations)
+    regions = load_regions(args.region_boxes)  # read once: the eval curve and the final eval use the same regions
     curve = EvalCurve(trainer.pipeline, eval_steps, progress, Path(args.out) / "progress" / run_name(method, args.seed),
                       args.coverage_threshold, points_file=Path(args.out) / "partial" / f"{run_name(method, args.seed)}.jsonl",
-                      regions=load_regions(args.region_boxes))
+                      regions=regions)
     trainer.callbacks.append(curve.callback())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -303,7 +305,7 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
         "date": str(date.today()),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "versions": {"torch": torch.__version__, "gsplat": gsplat.__version__},
-        "metrics": evaluate(pipeline, args.coverage_threshold, regions=load_regions(args.region_boxes)),
+        "metrics": evaluate(pipeline, args.coverage_threshold, regions=regions),
         "coverage_threshold": args.coverage_threshold,
         "num_gaussians": int(pipeline.model.num_points),
         "eval_curve": curve.points,

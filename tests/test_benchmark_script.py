@@ -166,8 +166,8 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
         def train(self):
             self.mode.append("train")
 
-    def fake_evaluate(pipeline, threshold, with_lpips=True, first_view=None):
-        assert pipeline.mode[-1] == "eval" and not with_lpips
+    def fake_evaluate(pipeline, threshold, with_lpips=True, first_view=None, regions=None):
+        assert pipeline.mode[-1] == "eval" and not with_lpips and regions is None
         clock[0] += 100.0
         first_view.extend([torch.full((4, 6, 3), 0.5), torch.zeros(4, 6, 3)])
         return {"psnr": 20.0, "ssim": 0.5, "coverage": 0.7}

@@ -60,14 +60,18 @@ def schedule_steps(pipeline=None) -> Dict[str, int]:
     return {flag.replace("_", "-"): int(value) for flag, value in steps.items()}
 
 
+def scale_steps(steps: int, scale: float) -> int:
+    """A step count or interval scaled by ``scale`` and rounded, at least 1; a 0 (a switched-off cadence) stays 0."""
+    return max(1, round(steps * scale)) if steps > 0 else steps
+
+
 def scaled_schedule(iterations: int, full: Optional[int] = None) -> List[str]:
     """ns-train flags that compress vlm-fastgs's schedule (:func:`schedule_steps`) from ``full`` steps (default: the
-    method's ``max_num_iterations``) to ``iterations`` steps: each count scaled and rounded, at least 1; a 0 (a
-    switched-off cadence) stays 0."""
+    method's ``max_num_iterations``) to ``iterations`` steps, each count by :func:`scale_steps`."""
     scale = iterations / (full if full is not None else vlm_fastgs.config.max_num_iterations)
     flags: List[str] = []
     for flag, steps in schedule_steps().items():
-        flags += [flag, str(max(1, round(steps * scale)) if steps > 0 else steps)]
+        flags += [flag, str(scale_steps(steps, scale))]
     return flags
 
 
