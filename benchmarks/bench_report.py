@@ -43,7 +43,7 @@ def fmt_ms(values: Sequence[float], spec: str) -> str:
 def quality_target(results: List[Dict], reference: Optional[str]) -> Optional[float]:
     """The reference method's final test PSNR, mean over its seeds, minus :data:`QUALITY_MARGIN_DB`; None when the
     record has no run of ``reference``."""
-    ref = [r["metrics"]["psnr"] for r in results if r["method"] == reference]
+    ref = [r["metrics"]["psnr"] for r in results if r["method"] == reference and "psnr" in r["metrics"]]
     return statistics.fmean(ref) - QUALITY_MARGIN_DB if ref else None
 
 
@@ -59,7 +59,9 @@ def time_to_quality(run: Dict, target: Optional[float]) -> Optional[Dict[str, fl
 
 
 def summary_table(results: List[Dict], reference: Optional[str], iterations: int) -> List[str]:
-    """Markdown rows per method, mean ± std over seeds: final quality, size, time, time to quality."""
+    """Markdown rows per method, mean ± std over seeds: final quality, size, time, time to quality. Runs cut before
+    their last step (``cut_at_step``, :func:`cut_notes`) have no final quality or wall time: those cells leave them
+    out, and their Gaussians are those of their last eval point."""
     target = quality_target(results, reference)
     rows = ["| method | seeds | PSNR | SSIM | LPIPS | coverage | Gaussians | train wall (s) | s / 1k iter | "
             "time to quality (s) | steps to quality | peak GPU mem (GiB) |",
@@ -74,11 +76,23 @@ def summary_table(results: List[Dict], reference: Optional[str], iterations: int
             f"{fmt_ms(metric('ssim'), '.3f')} | {fmt_ms(metric('lpips'), '.3f')} | "
             f"{fmt_ms(metric('coverage'), '.3f')} | {fmt_ms([r['num_gaussians'] for r in runs], ',.0f')} | "
             f"{fmt_ms([r['train_wall_s'] for r in runs], '.0f')} | "
-            f"{fmt_ms([1000 * r['train_wall_s'] / iterations for r in runs], '.1f')} | "
+            f"{fmt_ms([1000 * r['train_wall_s'] / iterations for r in runs if r['train_wall_s']], '.1f')} | "
             f"{fmt_ms([t['wall_s'] for t in reached], '.0f')}{ttq_note} | {fmt_ms([t['step'] for t in reached], ',.0f')} | "
             f"{fmt_ms([r.get('peak_gpu_mem_gib') for r in runs], '.2f')} |"
         )
     return rows
+
+
+def cut_notes(results: List[Dict]) -> List[str]:
+    """One Markdown line per run cut before its last step (a device call's time limit): the step of its last eval
+    point and the training seconds to it."""
+    out = []
+    for r in results:
+        if r.get("cut_at_step") is not None:
+            last = r["eval_curve"][-1]
+            out.append(f"- {r['method']} (seed {r.get('seed', '?')}): cut after the eval at step {last['step']:,} "
+                       f"({last['wall_s']:.0f} s of training); no final metrics")
+    return out
 
 
 def curve_table(results: List[Dict], key: str, spec: str) -> List[str]:
@@ -143,7 +157,8 @@ def _running_mean(values: List[float], w: int = 25) -> List[float]:
 def plot_curves(results: List[Dict], path: Path, target: Optional[float] = None,
                 phase_ends: Optional[Dict[str, int]] = None, iterations: Optional[int] = None) -> None:
     """2x2 PNG: test PSNR against steps and against training seconds (mean over seeds, thin lines per seed), training
-    loss (running mean of 25 logs) and Gaussian count per run; the time-to-quality target as a dashed line."""
+    loss (running mean of 25 logs) and Gaussian count per run (at the eval points for a cut run, which kept no
+    TensorBoard curves); the time-to-quality target as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,6 +179,8 @@ def plot_curves(results: List[Dict], path: Path, target: Optional[float] = None,
                              alpha=0.5, marker=".", label=label)
             for ax, key in ((ax_loss, "loss"), (ax_gs, "gaussians")):
                 pts = r.get("curves", {}).get(key, [])
+                if not pts and key == "gaussians":  # a cut run kept no TensorBoard curves: its eval points' counts
+                    pts = [[p["step"], p["num_gaussians"]] for p in curve]
                 if pts:
                     values = [p[1] for p in pts]
                     ax.plot([p[0] for p in pts], _running_mean(values) if key == "loss" else values, color=colour,

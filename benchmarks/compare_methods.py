@@ -20,8 +20,8 @@ Methods: a registered method name, then optionally ``:VARIANT`` (vlm-fastgs: ``d
 DefaultStrategy, ``legacy`` for the FastGS settings before FastGS-faithful scores and early growth,
 ``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``, ``boxes`` with
 ``--boxes-file``; unguided without it) and
-``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``, or model fields, e.g.
-``vlm-fastgs@num_downscales=0``).
+``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``, model fields, e.g.
+``vlm-fastgs@num_downscales=0``, or guidance fields, e.g. ``vlm-fastgs+boxes@subject_grow=true``).
 
 Usage (GPU; all runs of a scene in one call, 9 at a time)::
 
@@ -87,19 +87,25 @@ def _typed(current, text: str):
     return text
 
 
-def _override(model_config, fields: Dict[str, str]) -> None:
-    """Set string ``fields`` on ``model_config``: FastGS strategy fields on its ``fastgs``, the others (e.g.
-    ``num_downscales``, ``sh_degree_interval``) on the model config itself, each converted to the field's type."""
+def _override(pipeline_config, fields: Dict[str, str]) -> None:
+    """Set string ``fields`` on ``pipeline_config``: FastGS strategy fields on its model's ``fastgs``, model fields
+    (e.g. ``num_downscales``, ``sh_degree_interval``) on the model config, guidance fields (e.g. ``subject_grow``,
+    ``spawn_budget``) on its ``guidance``, each converted to the field's type."""
+    model_config = pipeline_config.model
     strategy = model_config.fastgs
     known = {f.name for f in dataclasses.fields(strategy)}
+    guidance = getattr(pipeline_config, "guidance", None)
     values = {}
     for key, text in fields.items():
         if key in known:
             values[key] = _typed(getattr(strategy, key), text)
         elif key in {f.name for f in dataclasses.fields(model_config)}:
             setattr(model_config, key, _typed(getattr(model_config, key), text))
+        elif guidance is not None and key in {f.name for f in dataclasses.fields(guidance)}:
+            setattr(guidance, key, _typed(getattr(guidance, key), text))
         else:
-            raise SystemExit(f"error: neither FastGSStrategy nor {type(model_config).__name__} has a field {key!r}")
+            raise SystemExit(f"error: neither FastGSStrategy, {type(model_config).__name__} nor the guidance config "
+                             f"has a field {key!r}")
     model_config.fastgs = dataclasses.replace(strategy, **values)
 
 
@@ -125,7 +131,7 @@ def trainer_config(method: str, args: argparse.Namespace):
     if parts["overrides"]:
         if not hasattr(config.pipeline.model, "fastgs"):
             raise SystemExit(f"error: {name} has no FastGS strategy fields to set")
-        _override(config.pipeline.model, parts["overrides"])
+        _override(config.pipeline, parts["overrides"])
     if hasattr(config.pipeline, "guidance"):
         config.pipeline.guidance.source = source or "none"
         if args.vlm_model_path:
@@ -325,15 +331,34 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     }
 
 
+def cut_run(method: str, seed: int, points_file: Path) -> Optional[Dict]:
+    """The result dict of a run cut before its last step (e.g. by a device call's time limit): the eval points it
+    wrote to ``points_file`` (``<out>/partial/<run>.jsonl``), ``cut_at_step`` (its last eval step), the progress
+    images it saved (``<out>/progress/<run>/``) and no final metrics; None when it wrote no point."""
+    if not points_file.is_file():
+        return None
+    points = [json.loads(line) for line in points_file.read_text().splitlines() if line.strip()]
+    if not points:
+        return None
+    out = points_file.parent.parent
+    progress = out / "progress" / points_file.stem  # the images its eval points saved (bench_eval.EvalCurve)
+    images = {str(int(f.stem.split("_")[1])): str(f.relative_to(out)) for f in sorted(progress.glob("step_*.png"))}
+    gt = progress / "ground_truth.png"
+    return {"method": method, "seed": seed, "metrics": {}, "eval_curve": points, "cut_at_step": points[-1]["step"],
+            "num_gaussians": points[-1]["num_gaussians"], "train_wall_s": None, "progress_images": images,
+            "progress_gt": str(gt.relative_to(out)) if gt.is_file() else None}
+
+
 def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
     """``results.json``, ``results.md`` (summary over seeds, eval curve, per-phase counts, guidance cost),
     ``curves.png`` and ``progress.png`` under --out."""
     out = Path(args.out)
-    gpu = ", ".join(sorted({r.get("gpu", "unknown") for r in results}))
+    finished = [r for r in results if r.get("cut_at_step") is None] or results  # cut runs hold their points only
+    gpu = ", ".join(sorted({r.get("gpu", "unknown") for r in finished}))
     seeds = sorted({r.get("seed") for r in results if r.get("seed") is not None})
-    jobs = sorted({r.get("concurrent_jobs") or 1 for r in results})
-    meta = {"date": ", ".join(sorted({r.get("date", "unknown") for r in results})), "gpu": gpu,
-            "commands": [r.get("command", "") for r in results], "data": str(args.data),
+    jobs = sorted({r.get("concurrent_jobs") or 1 for r in finished})
+    meta = {"date": ", ".join(sorted({r.get("date", "unknown") for r in finished})), "gpu": gpu,
+            "commands": [r["command"] for r in finished if r.get("command")], "data": str(args.data),
             "downscale": args.downscale, "iterations": args.iterations, "num_random": args.num_random,
             "seeds": seeds, "init": args.init, "reference": args.reference, "concurrent_jobs": jobs}
     target = bench_report.quality_target(results, args.reference)
@@ -351,7 +376,7 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
           f"GPU: {gpu}; date: {meta['date']}; seeds {', '.join(map(str, seeds))}; runs at a time on the GPU: "
           f"{', '.join(map(str, jobs))} (wall times compare within this record only)", "",
           "Commands (one process per run):", "", *[f"- `{c}`" for c in sorted(set(meta["commands"]))], "",
-          "Mean ± std over seeds.", "", *summary, "",
+          "Mean ± std over seeds.", "", *summary, "", *bench_report.cut_notes(results), "",
           f"Coverage: fraction of test pixels whose mean absolute RGB error is below {threshold}. Time to quality: "
           f"{ttq}. Train wall excludes the eval-curve evaluations.", ""]
     for title, key, spec in (("Test PSNR (dB) at each eval step", "psnr", ".2f"),
@@ -458,6 +483,13 @@ def main(argv: List[str] | None = None) -> None:
     failed = [] if args.report_only else run_all(args, argv)
     files = [out / f"{run_name(m, s)}.json" for m in args.methods for s in args.seeds]
     results = [json.loads(f.read_text()) for f in files if f.exists()]
+    for m in args.methods:  # runs cut by a time limit: their eval points, no final metrics
+        for seed in args.seeds:
+            if not (out / f"{run_name(m, seed)}.json").exists():
+                cut = cut_run(m, seed, out / "partial" / f"{run_name(m, seed)}.jsonl")
+                if cut:
+                    cut["phase_ends"] = phase_boundaries(trainer_config(m, args))
+                    results.append(cut)
     if results:
         write_report(args, results)
     if failed:

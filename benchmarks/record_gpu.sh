@@ -2,14 +2,15 @@
 # The GPU records of docs/benchmarks/desk_vr_2x_guided (VLM phases) and docs/benchmarks/fmgs_desk_vr (language field),
 # one stage per device call (each well under 10 minutes on an H200):
 #
-#   source benchmarks/gpu_env.sh && bash benchmarks/record_gpu.sh STAGE OUT
+#   source benchmarks/gpu_env.sh && CALL_DEADLINE=$(($(date +%s) + 580)) RETURN_DIR=$OUT bash benchmarks/record_gpu.sh STAGE /tmp/rec
 #
+# (CALL_DEADLINE: when the call's limit comes, epoch seconds; RETURN_DIR: where the packed results go.)
 # STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs (docs/benchmarks/desk_vr_2x_guided, fmgs_desk_vr);
 # seeds | sweep | profile | early-window | early-window-sweep (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
-# profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | speed | steering (prepared for the records the open
-# issues still need; not run yet). Stages that may outlast a call run under `bounded`: eval points measured before a
-# cut stay in OUT/<record>/partial/. The scene is $SCENE (default .scenes/desk_vr:
-# images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
+# profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | steering | speed (beer_can_4x, desk_vr_2x_steering,
+# desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds (not run yet). Stages that may outlast a call run
+# under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is $SCENE (default
+# .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
 # reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
 # few packed guidance records), ready to copy under docs/benchmarks.
 set -euo pipefail
@@ -27,12 +28,28 @@ pack_guidance() {  # the run's guidance records: every JSON, plus the images and
     >"$out/guidance_$2.tar.gz" || true
 }
 
-bounded() {  # bounded SECONDS CMD...: CMD under a time limit, its --run-one children stopped with it; eval points
-  # measured so far stay in OUT/.../partial/ (compare_methods.py writes them as they come)
-  local limit=$1; shift
-  timeout "$limit" "$@" || echo "stopped after ${limit}s (or failed): $*" >&2
-  pkill -f "compare_methods.py .*--run-one" || true
+pack_record() {  # pack_record SRC DEST: the records under SRC as two tarballs in DEST, each under the device's 16 MiB
+  # per-file limit (a whole record folder with logs and every run's progress images was 37 MB and did not come back):
+  # results.tgz (JSON, Markdown, figures, partial/ eval points) and progress.tgz (seed 42's progress images)
+  tar czf "$2/results.tgz" --exclude='*/logs' --exclude='*/progress' --exclude='*/runs' -C "$1" .
+  (cd "$1" && find . -path '*/progress/*_s42' -type d -print0 | xargs -0 -r tar czf "$2/progress.tgz") || true
 }
+
+bounded() {  # bounded SECONDS CMD...: CMD under a time limit; when the limit cuts it, its --run-one children are stopped
+  # too (eval points measured so far stay in OUT/.../partial/: compare_methods.py writes them as they come)
+  local limit=$1 rc=0; shift
+  if [ "$limit" -le 0 ]; then echo "skipped (no time left): $*" >&2; return 0; fi
+  timeout "$limit" "$@" || rc=$?
+  if [ "$rc" -eq 124 ]; then echo "stopped after ${limit}s: $*" >&2; pkill -f "compare_methods.py .*--run-one" || true
+  elif [ "$rc" -ne 0 ]; then echo "failed ($rc): $*" >&2; fi
+}
+
+# Never name bounded's pkill pattern on the device command line itself: `pkill -f` then matches that shell and kills
+# the call (seen 2026-12-01; the results survived only because the machine was still warm).
+# Seconds left before the device call's limit ($CALL_DEADLINE, epoch seconds; default 540 s from now), less a margin.
+deadline=${CALL_DEADLINE:-$(($(date +%s) + 540))}
+left() { echo $((deadline - $(date +%s) - $1)); }
+eval_steps=(--eval-steps 1000 2000 4000 6000 8000 11000 14000 17000 20000)
 
 # Parallel runs would race on gsplat's JIT build; build it once first.
 if command -v nvidia-smi >/dev/null; then python -c "from gsplat.cuda._backend import _C" || true; fi
@@ -82,28 +99,42 @@ case $stage in
       --eval-steps 2000 4000 6000 8000 11000 20000 --seeds 42 123 --jobs 8 \
       --methods vlm-fastgs@early_refine_stop_iter=3000,num_downscales=0 vlm-fastgs@early_refine_stop_iter=3000,refine_every=250 \
       vlm-fastgs@early_refine_stop_iter=1500 vlm-fastgs@early_refine_stop_iter=3000,sh_degree_interval=2500 ;;
-  beer-can)  # the densifier issue's beer_can record: legacy vs new defaults vs image-evidence, 3 seeds ($SCENE: beer_can)
-    bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "${SCENE:-.scenes/beer_can}" \
-      --downscale 2 --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/beer_can_2x" \
-      --runs-dir .runs/beer_can_2x --eval-steps 2000 4000 6000 8000 11000 14000 17000 20000 --seeds 42 7 123 \
-      --jobs 9 --methods vlm-fastgs:legacy vlm-fastgs vlm-fastgs+image-evidence ;;
-  speed)  # the speed issue's same-record wall-time ratio: splatfacto beside vlm-fastgs, 3 seeds (not run yet: sized
-    # from splatfacto's ~7 ms of GPU work per step when 8 runs shared the GPU, docs/benchmarks/desk_vr_2x_seeds)
-    bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
-      --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/speed_2x" --runs-dir .runs/speed \
-      --eval-steps 4000 8000 14000 20000 --seeds 42 7 123 --jobs 6 --methods splatfacto vlm-fastgs ;;
-  steering)  # the steering issue's desk_vr record: unguided vs image-evidence vs hand-drawn background boxes, 3 seeds,
-    # with test PSNR inside / outside those boxes on the eval curve (not run yet)
+  beer-can)  # beer_can 4x (180x320, 71 views): legacy, new defaults and image-evidence, 3 seeds each, 9 at a time
+    # (docs/benchmarks/beer_can_4x: 373 s on a warm machine); splatfacto's seeds run in their own call (splatfacto-seeds)
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "${SCENE:-.scenes/beer_can}" \
+      --downscale 4 --iterations 20000 --num-random 100 --reference vlm-fastgs:legacy --out "$out/beer_can_4x" \
+      --runs-dir .runs/beer_can_4x "${eval_steps[@]}" --seeds 42 7 123 --jobs 9 \
+      --methods vlm-fastgs:legacy vlm-fastgs vlm-fastgs+image-evidence ;;
+  splatfacto-seeds)  # splatfacto alone, $SEEDS (default 42 7 123) at once on $SCENE at $DOWNSCALE (default 2): beside
+    # five vlm-fastgs runs it took 62 ms per step and reached only 6k steps in a call (docs/benchmarks/desk_vr_2x_speed)
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
+      --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference splatfacto \
+      --out "$out/splatfacto_${DOWNSCALE:-2}x" --runs-dir .runs/splatfacto "${eval_steps[@]}" --seeds ${SEEDS:-42 7 123} \
+      --jobs 3 --methods splatfacto ;;
+  steering)  # desk_vr 2x: unguided vs image-evidence vs hand-drawn background boxes, 3 seeds, with test PSNR inside /
+    # outside those boxes on the eval curve; $STEER_METHODS replaces the guided methods
     boxes=configs/guidance/desk_vr_background_boxes.json
-    bounded 540 env OMP_NUM_THREADS=2 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
       --iterations 20000 --num-random 100 --reference vlm-fastgs --out "$out/desk_vr_2x_steering" \
-      --runs-dir .runs/steering --eval-steps 2000 4000 6000 8000 11000 14000 15000 17000 20000 --seeds 42 7 123 \
-      --jobs 9 --boxes-file $boxes --region-boxes $boxes \
-      --methods vlm-fastgs vlm-fastgs+image-evidence vlm-fastgs+boxes ;;
+      --runs-dir .runs/steering "${eval_steps[@]}" --seeds 42 7 123 --jobs 9 --boxes-file $boxes --region-boxes $boxes \
+      --methods vlm-fastgs ${STEER_METHODS:-vlm-fastgs+image-evidence vlm-fastgs+boxes} ;;
+  speed)  # the speed issue's same-call record: splatfacto beside vlm-fastgs (3 seeds) and the tiny VLM (plumbing and
+    # overhead, seed 42), desk_vr 2x; then the step alone at 2x and 1x (profile_step, $scene/images needed for 1x)
+    python -m vlm_instruct_gs.testing.tiny_vlm .runs/tiny_vlm >/dev/null
+    common=(env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" --downscale 2 --iterations 20000
+            --num-random 100 --reference vlm-fastgs --out "$out/desk_vr_2x_speed" --runs-dir .runs/speed "${eval_steps[@]}")
+    bounded "$(left 120)" "${common[@]}" --seeds 42 7 123 --jobs 6 --methods splatfacto vlm-fastgs &
+    bounded "$(left 120)" "${common[@]}" --seeds 42 --jobs 1 --methods vlm-fastgs+vlm --vlm-model-path .runs/tiny_vlm &
+    wait
+    for ds in 2 1; do
+      bounded "$(left 15)" python benchmarks/profile_step.py --data "$scene" --downscale $ds --method vlm-fastgs \
+        --start 3000 --steps 300 --profile-steps 50 --label "vlm-fastgs-${ds}x" --out "$out/profile_scale"
+    done ;;
   profile)
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 100 --out "$out/profile_after"
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | speed | steering)" >&2; exit 2 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | speed | steering)" >&2; exit 2 ;;
 esac
+if [ -n "${RETURN_DIR:-}" ]; then pack_record "$out" "$RETURN_DIR"; fi

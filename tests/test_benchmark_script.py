@@ -123,6 +123,39 @@ def test_time_to_quality_and_summary_over_seeds():
     assert psnr_rows[0] == "| method | 1,000 | 2,000 |" and "| ref | 20.5 ± 0.7 | 25.5 ± 0.7 |" in psnr_rows
 
 
+def test_report_only_keeps_the_eval_points_of_runs_a_time_limit_cut(tmp_path):
+    """A finished run and a run cut after its 2k eval (only partial/<run>.jsonl): both are in the report, the cut
+    one without final metrics, its curve points counted at the steps it reached, and a line says where it stopped."""
+    script = _script()
+    out = tmp_path / "rec"
+    (out / "partial").mkdir(parents=True)
+    done = _run("vlm-fastgs", 42, 26.0, [(1000, 10.0, 20.0), (2000, 20.0, 26.0)])
+    (out / "vlm-fastgs_s42.json").write_text(json.dumps(done))
+    cut_points = [{"step": 1000, "wall_s": 12.0, "psnr": 21.0, "ssim": 0.8, "coverage": 0.9, "num_gaussians": 700},
+                  {"step": 2000, "wall_s": 25.0, "psnr": 27.0, "ssim": 0.85, "coverage": 0.92, "num_gaussians": 900}]
+    (out / "partial" / "vlm-fastgs-boxes_s42.jsonl").write_text("".join(json.dumps(p) + "\n" for p in cut_points))
+    (out / "progress" / "vlm-fastgs-boxes_s42").mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (8, 6), (90, 120, 200)).save(out / "progress" / "vlm-fastgs-boxes_s42" / "step_002000.png")
+    script.main(["--data", str(tmp_path / "desk"), "--iterations", "4000", "--out", str(out), "--report-only",
+                 "--seeds", "42", "7", "--methods", "vlm-fastgs", "vlm-fastgs+boxes", "--reference", "vlm-fastgs",
+                 "--boxes-file", str(tmp_path / "boxes.json")])
+    report = json.loads((out / "results.json").read_text())
+    cut = next(r for r in report["results"] if r["method"] == "vlm-fastgs+boxes")
+    assert cut["cut_at_step"] == 2000 and cut["metrics"] == {} and cut["num_gaussians"] == 900
+    assert cut["phase_ends"] == {"detail": 8000, "subject": 14000, "artifacts": 15000}  # the method's schedule
+    assert cut["progress_images"] == {"2000": "progress/vlm-fastgs-boxes_s42/step_002000.png"}
+    assert cut["progress_gt"] is None
+    assert cut["time_to_quality"] == {"step": 2000, "wall_s": 25.0, "psnr": 27.0}  # target 25.9 from the finished run
+    md = (out / "results.md").read_text()
+    assert "cut after the eval at step 2,000 (25 s of training); no final metrics" in md
+    boxes_row = next(line for line in md.splitlines() if line.startswith("| vlm-fastgs+boxes | 42 |"))
+    assert boxes_row.split("|")[3].strip() == "n/a"  # no final PSNR for a cut run
+    assert "| vlm-fastgs+boxes | 21.00 | 27.00 |" in md  # its eval curve
+    assert (out / "progress.png").is_file()  # the picture shows the cut run's images too
+
+
 def test_scaled_steps_method_names_and_overrides():
     script = _script()
     assert script.scaled_steps(script.EVAL_STEPS, 20000) == list(script.EVAL_STEPS)
@@ -135,15 +168,19 @@ def test_scaled_steps_method_names_and_overrides():
                                              "vlm-fastgs@refine_every=200") for s in (42, 7)}
     assert len(names) == 8 and all("/" not in n and ":" not in n and "+" not in n for n in names)
     from vlm_instruct_gs.vlm_fastgs_model import VLMFastGSModelConfig
+    from vlm_instruct_gs.vlm_fastgs_pipeline import VLMFastGSPipelineConfig
 
-    model = VLMFastGSModelConfig()
-    script._override(model, {"refine_every": "200", "absgrad": "false", "high_error_thresh": "0.2",
-                             "score_footprint": "box", "num_downscales": "0", "sh_degree_interval": "3000"})
+    pipeline = VLMFastGSPipelineConfig(model=VLMFastGSModelConfig())
+    script._override(pipeline, {"refine_every": "200", "absgrad": "false", "high_error_thresh": "0.2",
+                                "score_footprint": "box", "num_downscales": "0", "sh_degree_interval": "3000",
+                                "subject_grow": "true", "spawn_budget": "500"})
+    model = pipeline.model
     s = model.fastgs
     assert (s.refine_every, s.absgrad, s.high_error_thresh, s.score_footprint) == (200, False, 0.2, "box")
     assert (model.num_downscales, model.sh_degree_interval) == (0, 3000)
+    assert (pipeline.guidance.subject_grow, pipeline.guidance.spawn_budget) == (True, 500)
     with pytest.raises(SystemExit, match="has a field 'refine_evry'"):
-        script._override(VLMFastGSModelConfig(), {"refine_evry": "1"})
+        script._override(VLMFastGSPipelineConfig(model=VLMFastGSModelConfig()), {"refine_evry": "1"})
 
 
 def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):

@@ -124,6 +124,26 @@ def test_answers_are_applied_at_the_next_refine_step_to_the_then_current_gaussia
     ctrl.close()
 
 
+@pytest.mark.parametrize("subject_grow", [False, True])
+def test_a_background_answer_feeds_the_grow_budget_only_when_its_phase_grows(subject_grow):
+    scene, strategy = _Scene(16), _strategy()
+    schedule = GuidanceSchedule(detail_every=0, subject_start=2, subject_stop=3, subject_every=1, artifacts_every=0)
+    ctrl = GuidanceController(GuidanceConfig(source="image-evidence", schedule=schedule, subject_views=2,
+                                             log_images=False, apply_delay=1, asynchronous=False, spawn_budget=0,
+                                             subject_grow=subject_grow), _FixedSource())
+    ctrl.after_step(2, scene.render, scene.cameras, scene.images, strategy)
+    guidance = ctrl.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu"))
+    assert [a["phase"] for a in ctrl.applied] == ["subject"]
+    # the subject box is the left half, so phase 2 densifies the right half (the background)
+    x = torch.linspace(0.5, 15.5, 16)
+    assert bool((guidance["densify"][x > 9] == 1).all()) and bool((guidance["densify"][x < 7] == 0).all())
+    if subject_grow:
+        torch.testing.assert_close(guidance["grow"], guidance["densify"].clamp(0, 1))
+    else:
+        assert "grow" not in guidance
+    ctrl.close()
+
+
 def test_a_slow_source_is_applied_at_a_later_refine_step_without_blocking():
     scene, strategy, gate = _Scene(16), _strategy(), threading.Event()
     ctrl = _controller(_FixedSource(gate), asynchronous=True, deterministic=False)

@@ -3,9 +3,10 @@ the FastGS strategy's ``guidance=`` for the *current* Gaussians.
 
 Each answer's views are rendered again with the current Gaussians and their regions mapped onto them
 (:func:`~vlm_instruct_gs.guidance.gaussian_masks.regions_to_guidance`): ``densify`` in [-1, 1] summed over the
-answers, ``prune`` in [0, 1] their maximum, ``grow`` (phase 1 with ``detail_grow``) the maximum of the positive
-densify overlap. At refine steps the phase-2/3 answers' densify regions also receive new Gaussians where they hold
-too few (:func:`~vlm_instruct_gs.guidance.spawning.spawn_for_views`, one budget over all answers).
+answers, ``prune`` in [0, 1] their maximum, ``grow`` (the phases switched on by ``detail_grow``, ``subject_grow``
+and ``artifacts_grow``) the maximum of the positive densify overlap. At refine steps the phase-2/3 answers' densify
+regions also receive new Gaussians where they hold too few
+(:func:`~vlm_instruct_gs.guidance.spawning.spawn_for_views`, one budget over all answers).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def guidance_from_results(
         results: the answers to apply, in query order.
         render: renders one camera with the current Gaussians.
         config: mapping settings (``densify_outside``, ``combine``, ``radius_scale``, ``floater_depth_margin``,
-            ``detail_grow``, detail target, floater keywords).
+            the per-phase grow switches, detail target, floater keywords).
         source: the guidance source (its regions of an answer).
         num_gaussians: current N.
         device: device of the Gaussians.
@@ -91,7 +92,7 @@ def guidance_from_results(
         d, p, views = map_result(result, render, config, source)
         if d is not None:
             out["densify"] = out.get("densify", 0.0) + d.to(device)
-            if result.job.phase == "detail" and config.detail_grow:
+            if config.grows(result.job.phase):
                 out["grow"] = torch.maximum(out.get("grow", torch.zeros_like(d)), d.clamp(0.0, 1.0)).to(device)
         if p is not None:
             out["prune"] = torch.maximum(out.get("prune", torch.zeros(num_gaussians, device=device)), p.to(device))

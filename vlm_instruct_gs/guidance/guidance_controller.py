@@ -52,6 +52,11 @@ class GuidanceConfig(InstantiateConfig):
     detail_grow: bool = True
     """Phase 1 also hands the detail regions to the strategy as ``guidance["grow"]``: up to its
     ``guidance_grow_budget`` region Gaussians per refinement grow by gradient rank, whatever their multi-view score."""
+    subject_grow: bool = False
+    """Phase 2 hands its densify region (the background) to the strategy's grow budget the same way, so Gaussians
+    already in the background clone/split by gradient rank without passing the multi-view count."""
+    artifacts_grow: bool = False
+    """Phase 3 hands its under-reconstructed regions (not the floater regions) to the grow budget the same way."""
     spawn_budget: int = 2000
     """Phases 2 and 3: at most this many new Gaussians per refinement where the background / under-reconstructed
     regions hold too few (:mod:`~vlm_instruct_gs.guidance.spawning`); 0 disables spawning."""
@@ -110,6 +115,13 @@ class GuidanceConfig(InstantiateConfig):
     def views_for(self, phase: str) -> int:
         """Views per query of ``phase`` (``detail_views``, ``subject_views`` or ``artifacts_views``)."""
         return {"detail": self.detail_views, "subject": self.subject_views, "artifacts": self.artifacts_views}[
+            check_phase(phase)
+        ]
+
+    def grows(self, phase: str) -> bool:
+        """Whether answers of ``phase`` feed the strategy's grow budget (``detail_grow``, ``subject_grow`` or
+        ``artifacts_grow``). Raises ValueError for an unknown phase."""
+        return {"detail": self.detail_grow, "subject": self.subject_grow, "artifacts": self.artifacts_grow}[
             check_phase(phase)
         ]
 
