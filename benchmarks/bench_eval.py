@@ -1,6 +1,6 @@
 """The eval split scored during and after a benchmark run (:mod:`compare_methods`): splatfacto's metric definitions
-for every method plus coverage and, with regions, masked PSNR; and the training callback that records the eval curve
-with the training wall time at each point."""
+for every method plus coverage and, with regions, masked PSNR; the training callback that records the eval curve
+with the training wall time at each point; and the result of a run cut before its end, read back from those points."""
 
 from __future__ import annotations
 
@@ -137,3 +137,21 @@ class EvalCurve:
                 self.gt = _save_png(first_view[1], self.image_dir / "ground_truth.png")
         self._sync()
         self.eval_seconds += time.perf_counter() - begin
+
+
+def cut_run(method: str, seed: int, points_file: Path) -> Optional[Dict]:
+    """The result dict of a run cut before its last step (e.g. by a device call's time limit): the eval points it
+    wrote to ``points_file`` (``<out>/partial/<run>.jsonl``), ``cut_at_step`` (its last eval step), the progress
+    images it saved (``<out>/progress/<run>/``) and no final metrics; None when it wrote no point."""
+    if not points_file.is_file():
+        return None
+    points = [json.loads(line) for line in points_file.read_text().splitlines() if line.strip()]
+    if not points:
+        return None
+    out = points_file.parent.parent
+    progress = out / "progress" / points_file.stem  # the images its eval points saved (bench_eval.EvalCurve)
+    images = {str(int(f.stem.split("_")[1])): str(f.relative_to(out)) for f in sorted(progress.glob("step_*.png"))}
+    gt = progress / "ground_truth.png"
+    return {"method": method, "seed": seed, "metrics": {}, "eval_curve": points, "cut_at_step": points[-1]["step"],
+            "num_gaussians": points[-1]["num_gaussians"], "train_wall_s": None, "progress_images": images,
+            "progress_gt": str(gt.relative_to(out)) if gt.is_file() else None}

@@ -50,7 +50,7 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_report sits beside this script
 import bench_report  # noqa: E402
-from bench_eval import EvalCurve, evaluate  # noqa: E402
+from bench_eval import EvalCurve, cut_run, evaluate  # noqa: E402
 from bench_regions import load_regions, region_table  # noqa: E402
 from bench_report import guidance_table, phase_table  # noqa: E402,F401  (the report's tables, importable from here)
 
@@ -329,24 +329,6 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
         "checkpoint": str(checkpoints[-1]) if checkpoints else None,
         "curves": curves,
     }
-
-
-def cut_run(method: str, seed: int, points_file: Path) -> Optional[Dict]:
-    """The result dict of a run cut before its last step (e.g. by a device call's time limit): the eval points it
-    wrote to ``points_file`` (``<out>/partial/<run>.jsonl``), ``cut_at_step`` (its last eval step), the progress
-    images it saved (``<out>/progress/<run>/``) and no final metrics; None when it wrote no point."""
-    if not points_file.is_file():
-        return None
-    points = [json.loads(line) for line in points_file.read_text().splitlines() if line.strip()]
-    if not points:
-        return None
-    out = points_file.parent.parent
-    progress = out / "progress" / points_file.stem  # the images its eval points saved (bench_eval.EvalCurve)
-    images = {str(int(f.stem.split("_")[1])): str(f.relative_to(out)) for f in sorted(progress.glob("step_*.png"))}
-    gt = progress / "ground_truth.png"
-    return {"method": method, "seed": seed, "metrics": {}, "eval_curve": points, "cut_at_step": points[-1]["step"],
-            "num_gaussians": points[-1]["num_gaussians"], "train_wall_s": None, "progress_images": images,
-            "progress_gt": str(gt.relative_to(out)) if gt.is_file() else None}
 
 
 def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
