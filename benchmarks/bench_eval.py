@@ -22,7 +22,8 @@ def evaluate(pipeline, coverage_threshold: float = 0.1, with_lpips: bool = True,
     ``with_lpips=False`` leaves LPIPS out (the eval curve); ``first_view``, a list, receives the render and the ground
     truth ([H, W, 3] float in [0, 1]) of the first eval view. With ``regions`` (:func:`load_regions`) the result also
     has ``region_psnr``: per phase with a region on some eval image, :func:`region_psnr` inside and outside it (eval
-    images without a region for the phase are left out of that phase).
+    images without a region for the phase are left out of that phase). ``psnr_per_view`` lists each eval image's PSNR
+    in the eval split's order (``psnr`` is their mean).
     """
     import torch
     from torchmetrics.image import PeakSignalNoiseRatio
@@ -56,6 +57,7 @@ def evaluate(pipeline, coverage_threshold: float = 0.1, with_lpips: bool = True,
                 first_view.extend([outputs["rgb"].cpu(), gt.cpu()])
             rows.append(row)
     out = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} | {"num_eval_images": float(len(rows))}
+    out["psnr_per_view"] = [r["psnr"] for r in rows]  # which test views rise or fall, in eval-split order
     if region_errors is not None:
         out["region_psnr"] = region_errors.psnr()
     return out
@@ -124,7 +126,8 @@ class EvalCurve:
         finally:
             self.pipeline.train()
         self.points.append({"step": done, "wall_s": wall, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
-                            "coverage": metrics["coverage"], "num_gaussians": int(self.pipeline.model.num_points)})
+                            "coverage": metrics["coverage"], "num_gaussians": int(self.pipeline.model.num_points),
+                            "psnr_per_view": metrics["psnr_per_view"]})
         if "region_psnr" in metrics:
             self.points[-1]["region_psnr"] = metrics["region_psnr"]
         if self.points_file is not None:

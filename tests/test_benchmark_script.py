@@ -53,6 +53,8 @@ def test_compare_methods_writes_report(transforms_scene, tmp_path):
         walls = [p["wall_s"] for p in curve]
         assert walls == sorted(walls) and walls[-1] <= row["train_wall_s"]
         assert curve[-1]["psnr"] == pytest.approx(row["metrics"]["psnr"], abs=1e-4)
+        assert all(len(p["psnr_per_view"]) == row["metrics"]["num_eval_images"] for p in curve)
+        assert all(sum(p["psnr_per_view"]) / len(p["psnr_per_view"]) == pytest.approx(p["psnr"]) for p in curve)
         assert curve[-1]["num_gaussians"] == row["num_gaussians"]
         assert sorted(map(int, row["progress_images"])) == [2, 4, 8, 14, 20]
         assert all((out / p).is_file() for p in row["progress_images"].values())
@@ -207,7 +209,7 @@ def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):
         assert pipeline.mode[-1] == "eval" and not with_lpips and regions is None
         clock[0] += 100.0
         first_view.extend([torch.full((4, 6, 3), 0.5), torch.zeros(4, 6, 3)])
-        return {"psnr": 20.0, "ssim": 0.5, "coverage": 0.7}
+        return {"psnr": 20.0, "ssim": 0.5, "coverage": 0.7, "psnr_per_view": [19.0, 21.0]}
 
     monkeypatch.setattr(curves, "evaluate", fake_evaluate)
     pipeline = FakePipeline()

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from splat_core.strategy.gradients import accumulate_gradients
 from splat_core.strategy.ops import sample_without_replacement, spawn_points, top_k_mask
+from splat_core.strategy.view_scores import camera_proximity
 
 ParamsT = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
 
@@ -136,6 +137,10 @@ class FastGSStrategy(Strategy):
         guidance_prune_thresh (float): ``guidance["prune"]`` values above this mark prune candidates. Default is 0.5.
         guidance_grow_budget (int): Most GSs duplicated or split per refinement by ``guidance["grow"]`` beyond VCD's
           choice (0 disables it). Default is 1000.
+        prune_near_camera (float): At refine and final-prune steps, remove every GS closer to a training camera than
+          this fraction of that camera's distance to the point the cameras look at
+          (:func:`~splat_core.strategy.view_scores.camera_proximity` with ``view_scores["camera_centers"]`` and
+          ``["camera_focus_distances"]``; not in FastGS). 0 disables it. Default is 0.0.
         verbose (bool): Whether to print verbose information. Default is False.
 
     Examples:
@@ -187,6 +192,7 @@ class FastGSStrategy(Strategy):
     guidance_densify_scale: float = 0.5
     guidance_prune_thresh: float = 0.5
     guidance_grow_budget: int = 1000
+    prune_near_camera: float = 0.0
     verbose: bool = False
 
     @classmethod
@@ -318,6 +324,7 @@ class FastGSStrategy(Strategy):
             n_spawn = self._spawn_gs(params, optimizers, state, guidance)
             # split replaces each parent by two children appended at the end: 2 new GSs per split
             n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + 2 * n_split + n_spawn)
+            n_prune += self._prune_near_camera(params, optimizers, state, view_scores, step)
             if self.verbose:
                 print(
                     f"Step {step}: {n_dupli} GSs duplicated, {n_split} GSs split, {n_spawn} GSs spawned, "
@@ -339,6 +346,7 @@ class FastGSStrategy(Strategy):
             prune_score = self._score(view_scores, "prune_score", n, step, dev)
             guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
             n_prune = self._final_prune_gs(params, optimizers, state, prune_score, guide_prune)
+            n_prune += self._prune_near_camera(params, optimizers, state, view_scores, step)
             if self.verbose:
                 print(f"Step {step}: final prune removed {n_prune} GSs. Now having {len(params['means'])} GSs.")
 
@@ -464,6 +472,24 @@ class FastGSStrategy(Strategy):
             drawable &= is_cand
         weights = torch.where(drawable, weights, torch.zeros_like(weights))
         is_prune = is_cand & sample_without_replacement(weights, budget)
+        n_prune = int(is_prune.sum().item())
+        if n_prune > 0:
+            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
+        return n_prune
+
+    @torch.no_grad()
+    def _prune_near_camera(self, params: ParamsT, optimizers: Dict[str, torch.optim.Optimizer],
+                           state: Dict[str, Any], view_scores: Optional[Dict[str, Tensor]], step: int) -> int:
+        """Remove the GSs ``prune_near_camera`` selects (class docstring), measured on the current GSs (after this
+        step's growth and VCP); returns their number."""
+        if self.prune_near_camera <= 0:
+            return 0
+        if view_scores is None or "camera_centers" not in view_scores or "camera_focus_distances" not in view_scores:
+            raise ValueError(f"Step {step}: prune_near_camera needs view_scores['camera_centers'] and "
+                             "view_scores['camera_focus_distances'] (the training cameras)")
+        proximity = camera_proximity(params["means"].detach(), view_scores["camera_centers"],
+                                     view_scores["camera_focus_distances"])
+        is_prune = proximity < self.prune_near_camera
         n_prune = int(is_prune.sum().item())
         if n_prune > 0:
             remove(params=params, optimizers=optimizers, state=state, mask=is_prune)

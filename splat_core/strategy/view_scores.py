@@ -123,3 +123,30 @@ def view_scores_from_counts(
     lo = raw.min()
     prune_score = (raw - lo) / (raw.max() - lo).clamp_min(torch.finfo(raw.dtype).tiny)  # 0 when all raw are equal
     return {"densify_score": densify_score, "prune_score": prune_score}
+
+
+@torch.no_grad()
+def camera_proximity(
+    means: Float[Tensor, "N 3"],
+    centers: Float[Tensor, "C 3"],
+    focus_distances: Float[Tensor, "C"],
+) -> Float[Tensor, "N"]:
+    """How close each Gaussian sits to the nearest camera, relative to how far that camera is from what it looks at:
+    ``min_c |means[i] - centers[c]| / focus_distances[c]`` (0 at a camera centre, 1 at its focus distance).
+
+    This is our own measure, not FastGS's: with no geometry from SfM, training views of an orbit can be fitted by
+    Gaussians right in front of another camera, outside every training frustum (seen on beer_can, where they fog
+    the test views between training views); nothing real lies that close to where the photographer stood.
+
+    Args:
+        means: Gaussian centres, world units. [N, 3]
+        centers: camera centres (training cameras), world units. [C, 3]
+        focus_distances: each camera's distance to the point the cameras look at
+            (:func:`splat_core.data.init_points.focus_point`), world units, > 0. [C]
+
+    Returns:
+        The ratio, float32, on ``means``' device. [N]
+    """
+    centers = centers.to(means.device).float()
+    dist = torch.cdist(means.float(), centers)  # [N, C]
+    return (dist / focus_distances.to(means.device).float().clamp_min(1e-6)[None]).amin(dim=1)
