@@ -71,12 +71,12 @@ def summary_table(results: List[Dict], reference: Optional[str], iterations: int
         reached = [t for t in ttq if t is not None]
         ttq_note = "" if target is None else f" ({len(reached)}/{len(runs)} reached)"
         metric = lambda k: [r["metrics"].get(k) for r in runs]  # noqa: E731
+        walls = [r["train_wall_s"] for r in runs if r["train_wall_s"] is not None]  # cut runs have none
         rows.append(
             f"| {method} | {', '.join(str(r.get('seed', '?')) for r in runs)} | {fmt_ms(metric('psnr'), '.2f')} | "
             f"{fmt_ms(metric('ssim'), '.3f')} | {fmt_ms(metric('lpips'), '.3f')} | "
             f"{fmt_ms(metric('coverage'), '.3f')} | {fmt_ms([r['num_gaussians'] for r in runs], ',.0f')} | "
-            f"{fmt_ms([r['train_wall_s'] for r in runs], '.0f')} | "
-            f"{fmt_ms([1000 * r['train_wall_s'] / iterations for r in runs if r['train_wall_s']], '.1f')} | "
+            f"{fmt_ms(walls, '.0f')} | {fmt_ms([1000 * w / iterations for w in walls], '.1f')} | "
             f"{fmt_ms([t['wall_s'] for t in reached], '.0f')}{ttq_note} | {fmt_ms([t['step'] for t in reached], ',.0f')} | "
             f"{fmt_ms([r.get('peak_gpu_mem_gib') for r in runs], '.2f')} |"
         )

@@ -463,15 +463,15 @@ def main(argv: List[str] | None = None) -> None:
         (out / f"{run_name(args.run_one, args.seed)}.json").write_text(json.dumps(result, indent=1))
         return
     failed = [] if args.report_only else run_all(args, argv)
-    files = [out / f"{run_name(m, s)}.json" for m in args.methods for s in args.seeds]
-    results = [json.loads(f.read_text()) for f in files if f.exists()]
-    for m in args.methods:  # runs cut by a time limit: their eval points, no final metrics
+    results = []
+    for m in args.methods:
         for seed in args.seeds:
-            if not (out / f"{run_name(m, seed)}.json").exists():
-                cut = cut_run(m, seed, out / "partial" / f"{run_name(m, seed)}.jsonl")
-                if cut:
-                    cut["phase_ends"] = phase_boundaries(trainer_config(m, args))
-                    results.append(cut)
+            finished = out / f"{run_name(m, seed)}.json"
+            if finished.exists():
+                results.append(json.loads(finished.read_text()))
+            elif cut := cut_run(m, seed, out / "partial" / f"{run_name(m, seed)}.jsonl"):  # cut by a time limit
+                cut["phase_ends"] = phase_boundaries(trainer_config(m, args))
+                results.append(cut)
     if results:
         write_report(args, results)
     if failed:

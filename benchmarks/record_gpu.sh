@@ -2,16 +2,17 @@
 # The GPU records of docs/benchmarks/desk_vr_2x_guided (VLM phases) and docs/benchmarks/fmgs_desk_vr (language field),
 # one stage per device call (each well under 10 minutes on an H200):
 #
-#   source benchmarks/gpu_env.sh && CALL_DEADLINE=$(($(date +%s) + 580)) RETURN_DIR=$OUT bash benchmarks/record_gpu.sh STAGE /tmp/rec
+#   source benchmarks/gpu_env.sh &&
+#     CALL_DEADLINE=$(($(date +%s) + 580)) RETURN_DIR=$OUT bash benchmarks/record_gpu.sh STAGE /tmp/rec
 #
 # (CALL_DEADLINE: when the call's limit comes, epoch seconds; RETURN_DIR: where the packed results go.)
 # STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs (docs/benchmarks/desk_vr_2x_guided, fmgs_desk_vr);
 # seeds | sweep | profile | early-window | early-window-sweep (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
 # profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | steering | speed (beer_can_4x, desk_vr_2x_steering,
 # desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds | near-camera (not run yet). Stages that may
-# outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is $SCENE (default
-# .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage
-# reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
+# outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is
+# $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/
+# (git-ignored), so the fmgs stage reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
 # few packed guidance records), ready to copy under docs/benchmarks.
 set -euo pipefail
 stage=$1

@@ -19,10 +19,10 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.models.splatfacto import get_viewmat, resize_image
 from torch import Tensor
 
+from splat_core.data.init_points import camera_focus
 from splat_core.rendering.contributions import count_contributions
 from splat_core.rendering.footprint import count_in_footprints
 from splat_core.ssim import FastSSIM
-from splat_core.data.init_points import focus_point
 from splat_core.strategy import high_error_masks, view_scores_from_counts
 
 if TYPE_CHECKING:  # the model imports this module
@@ -56,7 +56,7 @@ def score_views(model: SplatModel, views: TrainViews, num_views: int) -> Dict[st
     Returns:
         ``{"densify_score": [N], "prune_score": [N]}`` float32 for the current Gaussians, on the model's device, and,
         when the strategy's ``prune_near_camera`` is on, every training camera's ``"camera_centers"`` [C, 3] and
-        ``"camera_focus_distances"`` [C] (:func:`camera_focus`).
+        ``"camera_focus_distances"`` [C] (:func:`splat_core.data.init_points.camera_focus`).
     """
     strategy = model.strategy
     scale = 1 if strategy.score_resolution == "full" else int(model._get_downscale_factor())
@@ -86,17 +86,10 @@ def score_views(model: SplatModel, views: TrainViews, num_views: int) -> Dict[st
     pixel_scale = float(scale * scale) if strategy.score_resolution == "training" else 1.0
     scores = view_scores_from_counts(torch.cat(counts), torch.cat(losses), pixel_scale=pixel_scale)
     if strategy.prune_near_camera > 0:  # the cameras, for the strategy's near-camera prune after its growth
-        scores["camera_centers"], scores["camera_focus_distances"] = camera_focus(views.cameras)
+        _, centers, distances = camera_focus(views.cameras.camera_to_worlds.cpu())
+        scores["camera_centers"] = centers.to(model.device)
+        scores["camera_focus_distances"] = distances.to(model.device)
     return scores
-
-
-def camera_focus(cameras: Cameras) -> Tuple[Float[Tensor, "C 3"], Float[Tensor, " C"]]:
-    """Centres of ``cameras`` and each one's distance to the point they look at (world units; nerfstudio's
-    camera-to-world matrices, OpenGL axes: the camera looks down -z)."""
-    c2w = cameras.camera_to_worlds.float()
-    centers, forwards = c2w[:, :3, 3], torch.nn.functional.normalize(-c2w[:, :3, 2], dim=-1)
-    focus = focus_point(centers.cpu(), forwards.cpu()).to(centers.device)
-    return centers, (focus[None] - centers).norm(dim=-1)
 
 
 def render_score_views(model: SplatModel, cameras: Cameras, scale: int) -> Tuple[Float[Tensor, "C H W 3"], Dict]:

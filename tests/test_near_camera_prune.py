@@ -4,11 +4,10 @@ stay aligned; off by default."""
 
 import pytest
 import torch
-from nerfstudio.cameras.cameras import Cameras, CameraType
 
+from splat_core.data.init_points import camera_focus
 from splat_core.strategy import FastGSStrategy, camera_proximity
 from splat_core.strategy.testing import REFINE_STEP, N, assert_aligned, ids_of, make_info, make_scene, run, scores
-from splat_core.view_scoring import camera_focus
 
 CENTERS = torch.tensor([[0.0, 0.0, 4.0], [4.0, 0.0, 0.0]])  # two cameras on a circle of radius 4 ...
 FOCUS = torch.tensor([4.0, 4.0])  # ... looking at the origin
@@ -25,9 +24,8 @@ def test_camera_focus_of_an_orbit_is_the_distance_to_its_centre():
     eye = torch.eye(3)
     towards_x = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # columns: x, y, z=+x (looks -x)
     c2w = torch.stack([torch.cat([eye, CENTERS[0][:, None]], 1), torch.cat([towards_x, CENTERS[1][:, None]], 1)])
-    cameras = Cameras(camera_to_worlds=c2w, fx=10.0, fy=10.0, cx=8.0, cy=6.0, width=16, height=12,
-                      camera_type=CameraType.PERSPECTIVE)
-    centers, dist = camera_focus(cameras)
+    focus, centers, dist = camera_focus(c2w)
+    torch.testing.assert_close(focus, torch.zeros(3), atol=1e-4, rtol=0)
     torch.testing.assert_close(centers, CENTERS)
     torch.testing.assert_close(dist, FOCUS, atol=1e-4, rtol=0)
 

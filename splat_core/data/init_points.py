@@ -42,6 +42,23 @@ def focus_point(
     return fallback if (in_front < 0.5 or too_far) else p
 
 
+def camera_focus(
+    camera_to_worlds: Float[Tensor, "C 3 4"]
+) -> Tuple[Float[Tensor, "3"], Float[Tensor, "C 3"], Float[Tensor, "C"]]:
+    """The cameras' :func:`focus_point`, their centres and each centre's distance to it (world units).
+
+    Args:
+        camera_to_worlds: nerfstudio camera-to-world matrices (OpenGL axes: a camera looks down its -z). [C, 3, 4]
+
+    Returns:
+        ``(focus [3], centers [C, 3], distances [C])``, float32, on the matrices' device.
+    """
+    c2w = camera_to_worlds.float()
+    centers = c2w[:, :3, 3]
+    focus = focus_point(centers, torch.nn.functional.normalize(-c2w[:, :3, 2], dim=-1))
+    return focus, centers, (focus[None] - centers).norm(dim=-1)
+
+
 def count_views(
     points: Float[Tensor, "M 3"], cameras: Cameras
 ) -> Float[Tensor, "M"]:
@@ -94,9 +111,8 @@ def random_points_in_view(
         raise ValueError("random_points_in_view needs at least one camera")
     gen = torch.Generator().manual_seed(seed)
     c2w = cameras.camera_to_worlds.float()
-    centers, forwards = c2w[:, :3, 3], -c2w[:, :3, 2]
-    focus = focus_point(centers, torch.nn.functional.normalize(forwards, dim=-1))
-    dist = (focus[None] - centers).norm(dim=-1).clamp(min=1e-3)  # [C]
+    _, centers, dist = camera_focus(c2w)
+    dist = dist.clamp(min=1e-3)  # [C]
 
     m = max(64, 20 * num_points)
     cam = torch.randint(0, n_cams, (m,), generator=gen)

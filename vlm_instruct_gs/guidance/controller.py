@@ -157,8 +157,8 @@ class GuidanceController:
         Returns:
             ``{"densify": [N] float in [-1, 1], "prune": [N] float in [0, 1], "grow": [N] float in [0, 1],
             "spawn": {"means", "colors", "scales"}}`` (keys present when some answer gave them) on ``device``, or
-            None. ``grow`` is the region overlap of the phases that grow (``GuidanceConfig.grows``); ``spawn`` holds phase 2/3's new Gaussians,
-            at refine steps only (:func:`~vlm_instruct_gs.guidance.spawning.spawn_for_views`).
+            None. ``grow`` is the region overlap of the phases that grow (``GuidanceConfig.grows``); ``spawn`` holds
+            phase 2/3's new Gaussians, at refine steps only (:func:`~vlm_instruct_gs.guidance.spawning.spawn_for_views`).
         """
         if not self._is_apply_step(strategy, step):
             return None

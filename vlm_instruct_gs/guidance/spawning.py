@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from splat_core.data.init_points import focus_point
+from splat_core.data.init_points import camera_focus
 from splat_core.images import to_float_image
 from splat_core.rendering.views import RenderedView
 from vlm_instruct_gs.guidance.mask_rule import PhaseRegions
@@ -177,7 +176,7 @@ def spawn_for_views(
     if jobs and settings.budget > 0:
         cameras = train_views.cameras.to("cpu")
         c2w_all = cameras.camera_to_worlds.float()
-        focus = focus_point(c2w_all[:, :3, 3], F.normalize(-c2w_all[:, :3, 2], dim=-1))
+        focus, _, _ = camera_focus(c2w_all)
         per_view = max(settings.budget // len(jobs), 1)
         gen = torch.Generator().manual_seed(settings.seed)
         for r, view, out, region in jobs[: settings.budget]:
