@@ -9,7 +9,8 @@
 # STAGE: masks | unguided | image-evidence | vlm | splatfacto | fmgs (docs/benchmarks/desk_vr_2x_guided, fmgs_desk_vr);
 # seeds | sweep | profile | early-window | early-window-sweep (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
 # profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | steering | speed (beer_can_4x, desk_vr_2x_steering,
-# desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds | near-camera (not run yet). Stages that may
+# desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds | near-camera (beer_can_4x_near_camera,
+# desk_vr_2x_near_camera; fourth session). Stages that may
 # outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is
 # $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/
 # (git-ignored), so the fmgs stage reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
@@ -112,12 +113,12 @@ case $stage in
       --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference splatfacto \
       --out "$out/splatfacto_${DOWNSCALE:-2}x" --runs-dir .runs/splatfacto "${eval_steps[@]}" --seeds ${SEEDS:-42 7 123} \
       --jobs 3 --methods splatfacto ;;
-  near-camera)  # the near-camera prune (FastGSStrategy.prune_near_camera, off by default) against today's defaults,
-    # 3 seeds on $SCENE at $DOWNSCALE (run it for beer_can 4x and desk_vr 2x; not run yet on the GPU)
+  near-camera)  # the near-camera prune (FastGSStrategy.prune_near_camera, 0.25 by default since
+    # docs/benchmarks/beer_can_4x_near_camera) against the defaults without it, 3 seeds on $SCENE at $DOWNSCALE
     bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
       --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
       --out "$out/near_camera_${DOWNSCALE:-2}x" --runs-dir .runs/near_camera "${eval_steps[@]}" --seeds 42 7 123 \
-      --jobs 6 --methods vlm-fastgs vlm-fastgs@prune_near_camera=0.25 ;;
+      --jobs 6 --methods vlm-fastgs@prune_near_camera=0 vlm-fastgs ;;
   steering)  # desk_vr 2x: unguided vs image-evidence vs hand-drawn background boxes, 3 seeds, with test PSNR inside /
     # outside those boxes on the eval curve; $STEER_METHODS replaces the guided methods
     boxes=configs/guidance/desk_vr_background_boxes.json

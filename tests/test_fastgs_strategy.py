@@ -258,7 +258,7 @@ def test_final_prune():
     prune[20:30] = 0.9  # not above
     guide = torch.zeros(N)
     guide[30:35] = 1.0
-    strategy = FastGSStrategy()
+    strategy = FastGSStrategy(prune_near_camera=0.0)  # hand-built scores hold no cameras
     state = strategy.initialize_state()
     strategy.step_post_backward(
         params, optimizers, state, 18_000, {}, view_scores={"prune_score": prune}, guidance={"prune": guide}
@@ -317,7 +317,7 @@ def test_end_to_end_multiview_consistency():
     assert (view_scores["densify_score"][:50] == 49).all() and (view_scores["densify_score"][50:] == 4).all()
 
     params, optimizers = make_scene()
-    strategy = FastGSStrategy()
+    strategy = FastGSStrategy(prune_near_camera=0.0)  # compute_view_scores gives no cameras
     state = strategy.initialize_state()
     run(strategy, params, optimizers, state, REFINE_STEP, make_info(torch.full((n,), HIGH)), view_scores=view_scores)
     counts = torch.bincount(ids_of(params), minlength=n)

@@ -1,6 +1,6 @@
 """The near-camera prune (FastGSStrategy.prune_near_camera): Gaussians right in front of where a camera stood are
 removed at refine and final-prune steps, measured after the refinement's growth; params, Adam moments and state
-stay aligned; off by default."""
+stay aligned; on by default, off in the legacy settings."""
 
 import pytest
 import torch
@@ -31,7 +31,7 @@ def test_camera_focus_of_an_orbit_is_the_distance_to_its_centre():
 
 
 def _cameras(n):
-    return {"camera_centers": CENTERS, "camera_focus_distances": FOCUS, **scores(0.0, 0.0, n)}
+    return {**scores(0.0, 0.0, n), "camera_centers": CENTERS, "camera_focus_distances": FOCUS}
 
 
 @pytest.mark.parametrize("step_kind", ["refine", "final"])
@@ -49,16 +49,18 @@ def test_gaussians_in_front_of_a_camera_are_removed_and_the_rest_stay_aligned(st
     assert sorted(ids_of(params).tolist()) == list(range(8, N))
 
 
-def test_off_by_default_and_a_clear_error_without_the_cameras():
+def test_on_by_default_off_when_zero_and_a_clear_error_without_the_cameras():
+    assert FastGSStrategy().prune_near_camera == 0.25
+    assert FastGSStrategy.legacy().prune_near_camera == 0.0
     params, optimizers = make_scene()
     with torch.no_grad():
         params["means"][:5] = CENTERS[0]
-    strategy = FastGSStrategy(refine_opa_clamp=1.0)
-    assert strategy.prune_near_camera == 0.0
+    strategy = FastGSStrategy(prune_near_camera=0.0, refine_opa_clamp=1.0)
     state = strategy.initialize_state()
-    run(strategy, params, optimizers, state, REFINE_STEP, make_info(torch.zeros(N)), view_scores=scores(0.0, 0.0))
+    run(strategy, params, optimizers, state, REFINE_STEP, make_info(torch.zeros(N)),
+        view_scores=scores(0.0, 0.0, cameras=False))
     assert len(params["means"]) == N  # nothing removed (no opacity candidates, no cameras needed)
-    on = FastGSStrategy(prune_near_camera=0.25, refine_opa_clamp=1.0)
+    on = FastGSStrategy(refine_opa_clamp=1.0)
     with pytest.raises(ValueError, match="camera_centers"):
         run(on, params, optimizers, on.initialize_state(), REFINE_STEP, make_info(torch.zeros(N)),
-            view_scores=scores(0.0, 0.0))
+            view_scores=scores(0.0, 0.0, cameras=False))

@@ -62,12 +62,17 @@ def make_info(grad: torch.Tensor, absgrad: torch.Tensor = None, radii_format: st
     return info
 
 
-def scores(densify=0.0, prune=0.0, n: int = N):
-    """Hand-built view_scores: ``densify`` / ``prune`` are scalars or [n] tensors."""
-    return {
+def scores(densify=0.0, prune=0.0, n: int = N, cameras: bool = True):
+    """Hand-built view_scores: ``densify`` / ``prune`` are scalars or [n] tensors. With ``cameras``, one training
+    camera far from every Gaussian of :func:`make_scene` (so the default near-camera prune removes none)."""
+    out = {
         "densify_score": torch.as_tensor(densify).float().expand(n).clone(),
         "prune_score": torch.as_tensor(prune).float().expand(n).clone(),
     }
+    if cameras:
+        out["camera_centers"] = torch.tensor([[1000.0, 0.0, 0.0]])
+        out["camera_focus_distances"] = torch.tensor([1000.0])
+    return out
 
 
 def ids_of(params) -> torch.Tensor:
