@@ -21,7 +21,8 @@ DefaultStrategy, ``legacy`` for the FastGS settings before FastGS-faithful score
 ``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``, ``boxes`` with
 ``--boxes-file``; unguided without it) and
 ``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``, model fields, e.g.
-``vlm-fastgs@num_downscales=0``, or guidance fields, e.g. ``vlm-fastgs+boxes@subject_grow=true``).
+``vlm-fastgs@num_downscales=0``, guidance fields, e.g. ``vlm-fastgs+boxes@subject_grow=true``, or dataparser
+fields, e.g. ``vlm-fastgs@random_far_share=0.3``).
 
 Usage (GPU; all runs of a scene in one call, 9 at a time)::
 
@@ -90,11 +91,13 @@ def _typed(current, text: str):
 def _override(pipeline_config, fields: Dict[str, str]) -> None:
     """Set string ``fields`` on ``pipeline_config``: FastGS strategy fields on its model's ``fastgs``, model fields
     (e.g. ``num_downscales``, ``sh_degree_interval``) on the model config, guidance fields (e.g. ``subject_grow``,
-    ``spawn_budget``) on its ``guidance``, each converted to the field's type."""
+    ``spawn_budget``) on its ``guidance``, dataparser fields (e.g. ``random_far_share``) on its datamanager's
+    dataparser, each converted to the field's type."""
     model_config = pipeline_config.model
     strategy = model_config.fastgs
     known = {f.name for f in dataclasses.fields(strategy)}
     guidance = getattr(pipeline_config, "guidance", None)
+    dataparser = getattr(pipeline_config.datamanager, "dataparser", None)
     values = {}
     for key, text in fields.items():
         if key in known:
@@ -103,9 +106,11 @@ def _override(pipeline_config, fields: Dict[str, str]) -> None:
             setattr(model_config, key, _typed(getattr(model_config, key), text))
         elif guidance is not None and key in {f.name for f in dataclasses.fields(guidance)}:
             setattr(guidance, key, _typed(getattr(guidance, key), text))
+        elif dataparser is not None and key in {f.name for f in dataclasses.fields(dataparser)}:
+            setattr(dataparser, key, _typed(getattr(dataparser, key), text))
         else:
-            raise SystemExit(f"error: neither FastGSStrategy, {type(model_config).__name__} nor the guidance config "
-                             f"has a field {key!r}")
+            raise SystemExit(f"error: neither FastGSStrategy, {type(model_config).__name__}, the guidance config nor "
+                             f"the dataparser has a field {key!r}")
     model_config.fastgs = dataclasses.replace(strategy, **values)
 
 
@@ -128,6 +133,10 @@ def trainer_config(method: str, args: argparse.Namespace):
         config.pipeline.model.fastgs = FastGSStrategy.legacy()
     elif variant:
         config.pipeline.model.strategy = variant
+    config.pipeline.datamanager.dataparser = SceneDataParserConfig(
+        data=Path(args.data), downscale_factor=args.downscale, init=args.init,
+        num_random_points=args.num_random, init_seed=args.seed, eval_mode="interval", eval_interval=8,
+    )
     if parts["overrides"]:
         if not hasattr(config.pipeline.model, "fastgs"):
             raise SystemExit(f"error: {name} has no FastGS strategy fields to set")
@@ -142,10 +151,6 @@ def trainer_config(method: str, args: argparse.Namespace):
             config.pipeline.guidance.boxes_file = Path(args.boxes_file)
     elif source:
         raise SystemExit(f"error: {name} has no guidance phases; drop '+{source}'")
-    config.pipeline.datamanager.dataparser = SceneDataParserConfig(
-        data=Path(args.data), downscale_factor=args.downscale, init=args.init,
-        num_random_points=args.num_random, init_seed=args.seed, eval_mode="interval", eval_interval=8,
-    )
     config.pipeline.model.random_init = False  # use the dataparser's points for both methods
     config.max_num_iterations = args.iterations
     config.machine.seed = args.seed

@@ -10,7 +10,7 @@
 # seeds | sweep | profile | early-window | early-window-sweep (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
 # profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | steering | speed (beer_can_4x, desk_vr_2x_steering,
 # desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds | near-camera (beer_can_4x_near_camera,
-# desk_vr_2x_near_camera; fourth session). Stages that may
+# desk_vr_2x_near_camera; fourth session); far-init (not run yet). Stages that may
 # outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is
 # $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/
 # (git-ignored), so the fmgs stage reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
@@ -46,6 +46,9 @@ bounded() {  # bounded SECONDS CMD...: CMD under a time limit; when the limit cu
   elif [ "$rc" -ne 0 ]; then echo "failed ($rc): $*" >&2; fi
 }
 
+# A call's limit (the device tool's limit_s) can be shorter than the device time left: starting the machine counts
+# too. With little time left, write results under $OUT as they come (e.g. --out $OUT/...), not only at the end: a
+# call cut before its final copy returns nothing (seen 2026-12-01, fourth session).
 # Never name bounded's pkill pattern on the device command line itself: `pkill -f` then matches that shell and kills
 # the call (seen 2026-12-01; the results survived only because the machine was still warm).
 # Seconds left before the device call's limit ($CALL_DEADLINE, epoch seconds; default 540 s from now), less a margin.
@@ -119,6 +122,12 @@ case $stage in
       --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
       --out "$out/near_camera_${DOWNSCALE:-2}x" --runs-dir .runs/near_camera "${eval_steps[@]}" --seeds 42 7 123 \
       --jobs 6 --methods vlm-fastgs@prune_near_camera=0 vlm-fastgs ;;
+  far-init)  # random initial points beyond the subject (SceneDataParserConfig.random_far_share, off by default;
+    # docs/benchmarks/beer_can_4x_cpu_far_init) against the defaults, 3 seeds on $SCENE at $DOWNSCALE (not run yet)
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
+      --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
+      --out "$out/far_init_${DOWNSCALE:-2}x" --runs-dir .runs/far_init "${eval_steps[@]}" --seeds 42 7 123 \
+      --jobs 6 --methods vlm-fastgs vlm-fastgs@random_far_share=0.3 ;;
   steering)  # desk_vr 2x: unguided vs image-evidence vs hand-drawn background boxes, 3 seeds, with test PSNR inside /
     # outside those boxes on the eval curve; $STEER_METHODS replaces the guided methods
     boxes=configs/guidance/desk_vr_background_boxes.json
@@ -143,6 +152,6 @@ case $stage in
       --profile-steps 100 --out "$out/profile_after"
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | speed | steering)" >&2; exit 2 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | far-init | speed | steering)" >&2; exit 2 ;;
 esac
 if [ -n "${RETURN_DIR:-}" ]; then pack_record "$out" "$RETURN_DIR"; fi

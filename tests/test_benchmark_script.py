@@ -1,5 +1,6 @@
 """benchmarks/compare_methods.py end to end on CPU (tiny budget), so the recorded benchmark stays re-runnable."""
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -158,7 +159,7 @@ def test_report_only_keeps_the_eval_points_of_runs_a_time_limit_cut(tmp_path):
     assert (out / "progress.png").is_file()  # the picture shows the cut run's images too
 
 
-def test_scaled_steps_method_names_and_overrides():
+def test_scaled_steps_method_names_and_overrides(tmp_path):
     script = _script()
     assert script.scaled_steps(script.EVAL_STEPS, 20000) == list(script.EVAL_STEPS)
     assert script.scaled_steps(script.EVAL_STEPS, 8000) == [400, 800, 1600, 2400, 3200, 4400, 5600, 6800, 8000]
@@ -183,6 +184,13 @@ def test_scaled_steps_method_names_and_overrides():
     assert (pipeline.guidance.subject_grow, pipeline.guidance.spawn_budget) == (True, 500)
     with pytest.raises(SystemExit, match="has a field 'refine_evry'"):
         script._override(VLMFastGSPipelineConfig(model=VLMFastGSModelConfig()), {"refine_evry": "1"})
+    # dataparser fields, on the trainer config compare_methods builds (its datamanager holds the scene dataparser)
+    args = argparse.Namespace(data="scene", downscale=2, iterations=1000, num_random=100, seed=7, init="random",
+                              runs_dir=None, out=str(tmp_path), vlm_model_path=None)
+    config = script.trainer_config("vlm-fastgs@random_far_share=0.3,refine_every=200", args)
+    dataparser = config.pipeline.datamanager.dataparser
+    assert (dataparser.random_far_share, dataparser.init_seed, config.pipeline.model.fastgs.refine_every) == (
+        0.3, 7, 200)
 
 
 def test_eval_curve_excludes_eval_time(monkeypatch, tmp_path):

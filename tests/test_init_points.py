@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras
 
@@ -55,3 +56,25 @@ def test_random_points_are_covisible_deterministic_and_sized():
     assert not torch.equal(xyz, xyz3)
     # points lie inside the ring, around the target, not in splatfacto's +-5 cube corners
     assert (xyz[:, :2].norm(dim=-1) < 3.0).float().mean() > 0.9
+
+
+def test_far_share_puts_that_share_beyond_the_subject_and_zero_keeps_the_points():
+    eyes, target = _ring(n=24)
+    cams = _cameras(eyes, target)
+    near, rgb = random_points_in_view(cams, 200, seed=5)
+    same, same_rgb = random_points_in_view(cams, 200, seed=5, far_share=0.0)
+    assert torch.equal(near, same) and torch.equal(rgb, same_rgb)
+    far, _ = random_points_in_view(cams, 200, seed=5, far_share=1.0, far_depth=4.0)
+    dist = float(torch.linalg.norm(torch.tensor(eyes[0]) - torch.tensor(target)))  # every camera's focus distance
+    # z-depth of a point in the camera that drew it is >= 1.5 x its focus distance, so it lies beyond the target
+    assert (torch.linalg.norm(far - torch.tensor(target), dim=-1) > 0.45 * dist).all()
+    assert torch.linalg.norm(far - torch.tensor(target), dim=-1).median() > 2 * torch.linalg.norm(
+        near - torch.tensor(target), dim=-1).median()
+    assert (count_views(far, cams) >= 2).all()
+    half, _ = random_points_in_view(cams, 400, seed=5, far_share=0.5)
+    beyond = (torch.linalg.norm(half - torch.tensor(target), dim=-1) > 1.2 * dist).float().mean()
+    assert 0.2 < beyond < 0.6
+    with pytest.raises(ValueError, match="far_share"):
+        random_points_in_view(cams, 10, far_share=1.5)
+    with pytest.raises(ValueError, match="far_depth"):
+        random_points_in_view(cams, 10, far_share=0.2, far_depth=1.0)

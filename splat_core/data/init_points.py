@@ -84,7 +84,8 @@ def count_views(
 
 
 def random_points_in_view(
-    cameras: Cameras, num_points: int, seed: int = 0, min_views: int = 2
+    cameras: Cameras, num_points: int, seed: int = 0, min_views: int = 2, far_share: float = 0.0,
+    far_depth: float = 4.0,
 ) -> Tuple[Float[Tensor, "N 3"], UInt8[Tensor, "N 3"]]:
     """Sample ``num_points`` random points inside the region the training cameras look at.
 
@@ -92,23 +93,34 @@ def random_points_in_view(
     camera's distance to the :func:`focus_point`; a candidate is kept when at least ``min_views`` cameras see it
     (relaxed to 1 if too few survive). Colours are uniform random, like splatfacto's random init.
 
+    With ``far_share`` > 0, that share of the candidates is drawn beyond the subject instead, at depths uniform in
+    disparity between 1.5 and ``far_depth`` x the focus distance: an orbit's walls and shelves lie there, and without
+    Gaussians there the background is painted on Gaussians inside the camera ring, in front of other cameras
+    (docs/benchmarks/beer_can_4x_near_camera). gsplat's simple_trainer likewise spreads its random init over a cube of
+    3x the scene scale.
+
     Args:
         cameras: training cameras (nerfstudio convention, world units of the dataparser). Must not be empty.
         num_points: number of points N (> 0).
         seed: seed of a private generator, so the same cameras and seed give the same points.
         min_views: co-visibility required of a point.
+        far_share: share of candidates drawn beyond the subject, in [0, 1]; 0 draws none (and the same points as
+            before the option existed).
+        far_depth: farthest depth of those, in multiples of the focus distance (> 1.5).
 
     Returns:
         ``(xyz [N, 3] float32 world units, rgb [N, 3] uint8)``.
 
     Raises:
-        ValueError: if ``num_points`` < 1 or there are no cameras.
+        ValueError: if ``num_points`` < 1, there are no cameras, or ``far_share`` / ``far_depth`` are out of range.
     """
     if num_points < 1:
         raise ValueError(f"num_points must be >= 1, got {num_points}")
     n_cams = cameras.camera_to_worlds.shape[0]
     if n_cams == 0:
         raise ValueError("random_points_in_view needs at least one camera")
+    if not 0.0 <= far_share <= 1.0 or (far_share > 0 and far_depth <= 1.5):
+        raise ValueError(f"far_share must be in [0, 1] and far_depth > 1.5, got {far_share} and {far_depth}")
     gen = torch.Generator().manual_seed(seed)
     c2w = cameras.camera_to_worlds.float()
     _, centers, dist = camera_focus(c2w)
@@ -124,6 +136,10 @@ def random_points_in_view(
     dirs = torch.einsum("mij,mj->mi", c2w[cam, :3, :3], dirs_cam)
     # depth along the optical axis, so the sampled slab is perpendicular to the view
     depth = dist[cam] * (0.2 + 1.3 * torch.rand(m, generator=gen))
+    if far_share > 0:  # drawn only then, so far_share=0 keeps the generator's stream and the points as they were
+        far = torch.rand(m, generator=gen) < far_share
+        disparity = 1 / far_depth + (1 / 1.5 - 1 / far_depth) * torch.rand(m, generator=gen)
+        depth = torch.where(far, dist[cam] / disparity, depth)
     candidates = centers[cam] + dirs * depth[:, None]
 
     views = count_views(candidates, cameras)

@@ -73,6 +73,11 @@ class SceneDataParserConfig(ColmapDataParserConfig):
     """Seed of the random initial points (the same scene and seed give the same points for every method)."""
     min_views: int = 2
     """A random initial point is kept only where at least this many training cameras see it."""
+    random_far_share: float = 0.0
+    """Share of the random initial points drawn beyond the subject (1.5 to random_far_depth x the cameras' distance
+    to the point they look at), for the background (:func:`~splat_core.data.init_points.random_points_in_view`)."""
+    random_far_depth: float = 4.0
+    """Farthest depth of those points, in multiples of that distance."""
     check_images: bool = True
     """Decode every image at start-up and compare its size with its camera's, so a missing, truncated or mis-sized
     file is one clear error naming it instead of a crash while caching."""
@@ -204,7 +209,8 @@ class SceneDataParser(ColmapDataParser):
                 )
             return
         xyz, rgb = random_points_in_view(
-            outputs.cameras, self.config.num_random_points, seed=self.config.init_seed, min_views=self.config.min_views
+            outputs.cameras, self.config.num_random_points, seed=self.config.init_seed, min_views=self.config.min_views,
+            far_share=self.config.random_far_share, far_depth=self.config.random_far_depth,
         )
         outputs.metadata.update(points3D_xyz=xyz, points3D_rgb=rgb)
         CONSOLE.log(f"Initialising from {xyz.shape[0]} random points inside the training cameras' view")
