@@ -326,8 +326,8 @@ class FastGSStrategy(Strategy):
             n_dupli, n_split = self._grow_gs(params, optimizers, state, densify_score, guide_densify, guide_grow)
             n_spawn = self._spawn_gs(params, optimizers, state, guidance)
             # split replaces each parent by two children appended at the end: 2 new GSs per split
-            n_prune = self._prune_gs(params, optimizers, state, step, n_new=n_dupli + 2 * n_split + n_spawn)
-            n_prune += self._prune_near_camera(params, optimizers, state, view_scores, step)
+            is_prune = self._prune_gs(params, state, step, n_new=n_dupli + 2 * n_split + n_spawn)
+            n_prune = self._remove(params, optimizers, state, is_prune | self._near_camera(params, view_scores, step))
             if self.verbose:
                 print(
                     f"Step {step}: {n_dupli} GSs duplicated, {n_split} GSs split, {n_spawn} GSs spawned, "
@@ -348,8 +348,8 @@ class FastGSStrategy(Strategy):
             n, dev = len(params["means"]), params["means"].device
             prune_score = self._score(view_scores, "prune_score", n, step, dev)
             guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
-            n_prune = self._final_prune_gs(params, optimizers, state, prune_score, guide_prune)
-            n_prune += self._prune_near_camera(params, optimizers, state, view_scores, step)
+            is_prune = self._final_prune_gs(params, prune_score, guide_prune)
+            n_prune = self._remove(params, optimizers, state, is_prune | self._near_camera(params, view_scores, step))
             if self.verbose:
                 print(f"Step {step}: final prune removed {n_prune} GSs. Now having {len(params['means'])} GSs.")
 
@@ -448,15 +448,9 @@ class FastGSStrategy(Strategy):
         return 0 if new is None else spawn_points(params, optimizers, state, new)
 
     @torch.no_grad()
-    def _prune_gs(
-        self,
-        params: ParamsT,
-        optimizers: Dict[str, torch.optim.Optimizer],
-        state: Dict[str, Any],
-        step: int,
-        n_new: int,
-    ) -> int:
-        """Budgeted VCP. The last ``n_new`` GSs (clones, split children: the ops append them) are never drawn."""
+    def _prune_gs(self, params: ParamsT, state: Dict[str, Any], step: int, n_new: int) -> Tensor:  # [N] bool
+        """Budgeted VCP's choice (removed by the caller). The last ``n_new`` GSs (clones, split children: the ops
+        append them) are never drawn."""
         n = len(params["means"])
         is_cand = torch.sigmoid(params["opacities"].flatten()) < self.prune_opa
         if step > self.reset_every:
@@ -468,52 +462,47 @@ class FastGSStrategy(Strategy):
 
         budget = int(math.floor(self.prune_budget_frac * is_cand.sum().item()))
         if budget <= 0:
-            return 0
+            return torch.zeros_like(is_cand)
         weights = 1.0 / (1.0 - priority + 1e-6)  # FastGS: 1 / (1e-6 + (1 - pruning_score))
         drawable = torch.arange(n, device=weights.device) < n - n_new
         if self.prune_sample_candidates_only:
             drawable &= is_cand
         weights = torch.where(drawable, weights, torch.zeros_like(weights))
-        is_prune = is_cand & sample_without_replacement(weights, budget)
-        n_prune = int(is_prune.sum().item())
-        if n_prune > 0:
-            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
-        return n_prune
+        return is_cand & sample_without_replacement(weights, budget)
 
     @torch.no_grad()
-    def _prune_near_camera(self, params: ParamsT, optimizers: Dict[str, torch.optim.Optimizer],
-                           state: Dict[str, Any], view_scores: Optional[Dict[str, Tensor]], step: int) -> int:
-        """Remove the GSs ``prune_near_camera`` selects (class docstring), measured on the current GSs (after this
-        step's growth and VCP); returns their number."""
+    def _near_camera(self, params: ParamsT, view_scores: Optional[Dict[str, Tensor]], step: int) -> Tensor:
+        """[N] bool: the GSs ``prune_near_camera`` selects (class docstring), all False when it is off. Proximity
+        depends on each GS's own mean only, so joining this to VCP's choice in one removal is the same as removing
+        these after VCP."""
         if self.prune_near_camera <= 0:
-            return 0
+            return torch.zeros(len(params["means"]), dtype=torch.bool, device=params["means"].device)
         if view_scores is None or "camera_centers" not in view_scores or "camera_focus_distances" not in view_scores:
             raise ValueError(f"Step {step}: prune_near_camera needs view_scores['camera_centers'] and "
                              "view_scores['camera_focus_distances'] (the training cameras)")
         proximity = camera_proximity(params["means"].detach(), view_scores["camera_centers"],
                                      view_scores["camera_focus_distances"])
-        is_prune = proximity < self.prune_near_camera
-        n_prune = int(is_prune.sum().item())
-        if n_prune > 0:
-            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
-        return n_prune
+        return proximity < self.prune_near_camera
 
     @torch.no_grad()
     def _final_prune_gs(
-        self,
-        params: ParamsT,
-        optimizers: Dict[str, torch.optim.Optimizer],
-        state: Dict[str, Any],
-        prune_score: Float[Tensor, "N"],
-        guide_prune: Optional[Float[Tensor, "N"]],
-    ) -> int:
+        self, params: ParamsT, prune_score: Float[Tensor, "N"], guide_prune: Optional[Float[Tensor, "N"]]
+    ) -> Tensor:  # [N] bool
+        """Final VCP's choice (removed by the caller)."""
         is_prune = torch.sigmoid(params["opacities"].flatten()) < self.final_prune_opa
         is_prune |= prune_score > self.final_prune_score
         if guide_prune is not None:
             is_prune |= guide_prune > self.guidance_prune_thresh
-        n_prune = int(is_prune.sum().item())
+        return is_prune
+
+    @staticmethod
+    @torch.no_grad()
+    def _remove(params: ParamsT, optimizers: Dict[str, torch.optim.Optimizer], state: Dict[str, Any],
+                mask: Tensor) -> int:
+        """gsplat's ``remove`` of the GSs in ``mask`` [N] bool (skipped when empty); returns their number."""
+        n_prune = int(mask.sum().item())
         if n_prune > 0:
-            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
+            remove(params=params, optimizers=optimizers, state=state, mask=mask)
         return n_prune
 
 
