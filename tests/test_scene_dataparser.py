@@ -29,6 +29,13 @@ def test_transforms_folder_gets_random_initial_points(transforms_scene):
     assert "points3D_xyz" not in _outputs(transforms_scene, split="test").metadata
 
 
+def test_far_points_share_out_of_range_is_a_clear_error(transforms_scene):
+    with pytest.raises(SceneDataError, match="random initial points: far_share must be in"):
+        _outputs(transforms_scene, random_far_share=1.5)
+    far = _outputs(transforms_scene, num_random_points=20, random_far_share=0.5)
+    assert far.metadata["points3D_xyz"].shape == (20, 3)
+
+
 def test_sfm_init_without_points_is_a_clear_error(transforms_scene):
     with pytest.raises(SceneDataError, match="--init sfm needs SfM points"):
         _outputs(transforms_scene, init="sfm")

@@ -208,10 +208,14 @@ class SceneDataParser(ColmapDataParser):
                     "transforms.json); use --init random"
                 )
             return
-        xyz, rgb = random_points_in_view(
-            outputs.cameras, self.config.num_random_points, seed=self.config.init_seed, min_views=self.config.min_views,
-            far_share=self.config.random_far_share, far_depth=self.config.random_far_depth,
-        )
+        try:
+            xyz, rgb = random_points_in_view(
+                outputs.cameras, self.config.num_random_points, seed=self.config.init_seed,
+                min_views=self.config.min_views, far_share=self.config.random_far_share,
+                far_depth=self.config.random_far_depth,
+            )
+        except ValueError as err:  # out-of-range init settings (e.g. --random-far-share 1.5): one line, no traceback
+            raise SceneDataError(f"{self.config.data}: random initial points: {err}") from None
         outputs.metadata.update(points3D_xyz=xyz, points3D_rgb=rgb)
         CONSOLE.log(f"Initialising from {xyz.shape[0]} random points inside the training cameras' view")
 
