@@ -21,7 +21,8 @@ DefaultStrategy, ``legacy`` for the FastGS settings before FastGS-faithful score
 ``FastGSStrategy.legacy()``), ``+SOURCE`` (guidance source: ``image-evidence``, ``vlm``, ``boxes`` with
 ``--boxes-file``; unguided without it) and
 ``@FIELD=VALUE,...`` (FastGS strategy fields, e.g. ``vlm-fastgs@early_refine_stop_iter=2000``, model fields, e.g.
-``vlm-fastgs@num_downscales=0``, guidance fields, e.g. ``vlm-fastgs+boxes@subject_grow=true``, or dataparser
+``vlm-fastgs@num_downscales=0``, guidance fields, e.g. ``vlm-fastgs+boxes@subject_grow=true``, phase schedule
+fields, e.g. ``vlm-fastgs+image-evidence@detail_every=0`` (phase 1 off), or dataparser
 fields, e.g. ``vlm-fastgs@random_far_share=0.3``).
 
 Usage (GPU; all runs of a scene in one call, 9 at a time)::
@@ -91,7 +92,8 @@ def _typed(current, text: str):
 def _override(pipeline_config, fields: Dict[str, str]) -> None:
     """Set string ``fields`` on ``pipeline_config``: FastGS strategy fields on its model's ``fastgs``, model fields
     (e.g. ``num_downscales``, ``sh_degree_interval``) on the model config, guidance fields (e.g. ``subject_grow``,
-    ``spawn_budget``) on its ``guidance``, dataparser fields (e.g. ``random_far_share``) on its datamanager's
+    ``spawn_budget``) on its ``guidance``, phase schedule fields (e.g. ``detail_every=0`` turns phase 1 off) on
+    ``guidance.schedule``, dataparser fields (e.g. ``random_far_share``) on its datamanager's
     dataparser, each converted to the field's type."""
     model_config = pipeline_config.model
     strategy = model_config.fastgs
@@ -106,11 +108,14 @@ def _override(pipeline_config, fields: Dict[str, str]) -> None:
             setattr(model_config, key, _typed(getattr(model_config, key), text))
         elif guidance is not None and key in {f.name for f in dataclasses.fields(guidance)}:
             setattr(guidance, key, _typed(getattr(guidance, key), text))
+        elif guidance is not None and key in {f.name for f in dataclasses.fields(guidance.schedule)}:
+            guidance.schedule = dataclasses.replace(guidance.schedule,
+                                                    **{key: _typed(getattr(guidance.schedule, key), text)})
         elif dataparser is not None and key in {f.name for f in dataclasses.fields(dataparser)}:
             setattr(dataparser, key, _typed(getattr(dataparser, key), text))
         else:
-            raise SystemExit(f"error: neither FastGSStrategy, {type(model_config).__name__}, the guidance config nor "
-                             f"the dataparser has a field {key!r}")
+            raise SystemExit(f"error: neither FastGSStrategy, {type(model_config).__name__}, the guidance config, "
+                             f"its schedule nor the dataparser has a field {key!r}")
     model_config.fastgs = dataclasses.replace(strategy, **values)
 
 

@@ -22,6 +22,8 @@ torch.profiler (CPU + CUDA). It writes ``<out>/<label>.json`` and prints a summa
 ``Trainer.train_iteration`` instead of :meth:`splat_core.trainer.SplatTrainer.train_iteration` (``step``),
 pytorch_msssim's SSIM instead of :class:`splat_core.ssim.FastSSIM` (``ssim``) and torch's default Adam instead of
 the fused one (``adam``). ``--label`` names the output file (default: the method, plus ``-baseline`` when ablated).
+``--sync-steps N`` traces N more steps with :class:`sync_sites.SyncTrace`: the ops that make the host wait for the
+GPU, per call site (``sync_sites``, ``sync_totals_per_step``; on CPU: the sites that would wait on CUDA).
 On a machine without CUDA the script runs on CPU (a smoke test: no kernel counts).
 """
 
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=100, help="profiled steps, after the timed ones")
     parser.add_argument("--baseline", nargs="*", default=[], choices=["step", "ssim", "adam"],
                         help="undo these parts of the lean step (for a before/after profile)")
+    parser.add_argument("--sync-steps", type=int, default=0,
+                        help="steps traced for host-blocking ops per call site, after the profiled ones")
     parser.add_argument("--label", default=None, help="output file name (default: method[-baseline])")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -107,7 +111,7 @@ def main() -> None:
     from splat_core.compat import offline_safe_lpips
 
     cuda = torch.cuda.is_available()
-    total = args.start + args.steps + args.profile_steps
+    total = args.start + args.steps + args.profile_steps + args.sync_steps
     ns = argparse.Namespace(data=args.data, downscale=args.downscale, iterations=total, num_random=100, seed=42,
                             init="random", runs_dir="/tmp/profile_runs", out=args.out, vlm_model_path=None)
     config = trainer_config(args.method, ns)
@@ -150,6 +154,14 @@ def main() -> None:
     with profile(activities=activities) as prof:
         window(args.start + args.steps, args.profile_steps)
 
+    sync = {}
+    if args.sync_steps > 0:
+        from sync_sites import SyncTrace
+
+        with SyncTrace() as trace:
+            window(args.start + args.steps + args.profile_steps, args.sync_steps)
+        sync = {"sync_totals_per_step": trace.totals(args.sync_steps), "sync_sites": trace.per_step(args.sync_steps)[:40]}
+
     import gsplat
 
     meta = {
@@ -161,12 +173,12 @@ def main() -> None:
         "loop_host_ms": 1000 * (wall - iteration_host) / args.steps,
         "profiled_steps": args.profile_steps,
     }
-    summary = summarize(prof, args.profile_steps)
+    summary = {**summarize(prof, args.profile_steps), **sync}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     label = args.label or args.method + ("-baseline" if args.baseline else "")
     (out / f"{label}.json").write_text(json.dumps({"meta": meta, **summary}, indent=1))
-    print(json.dumps({**meta, **{k: v for k, v in summary.items() if not k.startswith("by_")}}))
+    print(json.dumps({**meta, **{k: v for k, v in summary.items() if not k.startswith(("by_", "sync_sites"))}}))
     print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=15))
 
 

@@ -10,7 +10,8 @@
 # seeds | sweep | profile | early-window | early-window-sweep (docs/benchmarks/desk_vr_2x_seeds, desk_vr_2x_sweep,
 # profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | steering | speed (beer_can_4x, desk_vr_2x_steering,
 # desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds | near-camera (beer_can_4x_near_camera,
-# desk_vr_2x_near_camera; fourth session); far-init (not run yet). Stages that may
+# desk_vr_2x_near_camera; fourth session); far-init (not run yet); steering also takes $SCENE / $DOWNSCALE / $BOXES
+# (beer_can with configs/guidance/beer_can_subject_boxes.json) and $STEER_METHODS (fifth session). Stages that may
 # outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is
 # $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/
 # (git-ignored), so the fmgs stage reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
@@ -128,12 +129,15 @@ case $stage in
       --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
       --out "$out/far_init_${DOWNSCALE:-2}x" --runs-dir .runs/far_init "${eval_steps[@]}" --seeds 42 7 123 \
       --jobs 6 --methods vlm-fastgs vlm-fastgs@random_far_share=0.3 ;;
-  steering)  # desk_vr 2x: unguided vs image-evidence vs hand-drawn background boxes, 3 seeds, with test PSNR inside /
-    # outside those boxes on the eval curve; $STEER_METHODS replaces the guided methods
-    boxes=configs/guidance/desk_vr_background_boxes.json
-    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
-      --iterations 20000 --num-random 100 --reference vlm-fastgs --out "$out/desk_vr_2x_steering" \
-      --runs-dir .runs/steering "${eval_steps[@]}" --seeds 42 7 123 --jobs 9 --boxes-file $boxes --region-boxes $boxes \
+  steering)  # unguided vs image-evidence vs hand-drawn boxes, 3 seeds, with test PSNR inside / outside the boxes on
+    # the eval curve: desk_vr 2x with its background boxes by default; $SCENE, $DOWNSCALE and $BOXES (e.g.
+    # .scenes/beer_can, 4, configs/guidance/beer_can_subject_boxes.json) for another scene; $STEER_METHODS replaces the
+    # guided methods (e.g. "vlm-fastgs+image-evidence vlm-fastgs+image-evidence@guidance_grow_mode=swap")
+    boxes=${BOXES:-configs/guidance/desk_vr_background_boxes.json}
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
+      --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
+      --out "$out/steering_$(basename "$scene")_${DOWNSCALE:-2}x" --runs-dir .runs/steering "${eval_steps[@]}" \
+      --seeds 42 7 123 --jobs 9 --boxes-file "$boxes" --region-boxes "$boxes" \
       --methods vlm-fastgs ${STEER_METHODS:-vlm-fastgs+image-evidence vlm-fastgs+boxes} ;;
   speed)  # the speed issue's same-call record: splatfacto beside vlm-fastgs (3 seeds) and the tiny VLM (plumbing and
     # overhead, seed 42), desk_vr 2x; then the step alone at 2x and 1x (profile_step, $scene/images needed for 1x)
@@ -149,7 +153,7 @@ case $stage in
     done ;;
   profile)
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
-      --profile-steps 100 --out "$out/profile_after"
+      --profile-steps 100 --sync-steps 100 --out "$out/profile_after"  # sync_sites: who makes the host wait
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
   *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | far-init | speed | steering)" >&2; exit 2 ;;

@@ -176,12 +176,13 @@ def test_scaled_steps_method_names_and_overrides(tmp_path):
     pipeline = VLMFastGSPipelineConfig(model=VLMFastGSModelConfig())
     script._override(pipeline, {"refine_every": "200", "absgrad": "false", "high_error_thresh": "0.2",
                                 "score_footprint": "box", "num_downscales": "0", "sh_degree_interval": "3000",
-                                "subject_grow": "true", "spawn_budget": "500"})
+                                "subject_grow": "true", "spawn_budget": "500", "detail_every": "0"})
     model = pipeline.model
     s = model.fastgs
     assert (s.refine_every, s.absgrad, s.high_error_thresh, s.score_footprint) == (200, False, 0.2, "box")
     assert (model.num_downscales, model.sh_degree_interval) == (0, 3000)
     assert (pipeline.guidance.subject_grow, pipeline.guidance.spawn_budget) == (True, 500)
+    assert pipeline.guidance.schedule.detail_every == 0 and pipeline.guidance.schedule.subject_every > 0
     with pytest.raises(SystemExit, match="has a field 'refine_evry'"):
         script._override(VLMFastGSPipelineConfig(model=VLMFastGSModelConfig()), {"refine_evry": "1"})
     # dataparser fields, on the trainer config compare_methods builds (its datamanager holds the scene dataparser)

@@ -20,6 +20,7 @@ from vlm_instruct_gs.testing.guided_runs import same as _same
 from vlm_instruct_gs.testing.guided_runs import train_steps as _train
 
 DESK_BOXES = "configs/guidance/desk_vr_background_boxes.json"
+CAN_BOXES = "configs/guidance/beer_can_subject_boxes.json"
 
 
 def _write(tmp_path, doc, name="boxes.json"):
@@ -100,6 +101,19 @@ def test_committed_desk_vr_background_boxes_cover_every_frame():
         assert 0.3 < float(region.float().mean()) < 0.8  # a border around the subject, not all or nothing
         assert not bool(region[267, 476])  # the image centre (the laptop) is never background
     images = SHARED_DATA / "desk_vr" / "images_2"
+    if images.is_dir():
+        source.check_image_names([p.name for p in images.glob("*.jpg")])
+        assert len(entries) == len(list(images.glob("*.jpg")))
+
+
+def test_committed_beer_can_subject_boxes_cover_every_frame():
+    entries = load_boxes_file(CAN_BOXES)
+    assert len(entries) == 71 and all(set(p) == {"subject"} for p in entries.values())
+    source = BoxesFileSource(CAN_BOXES)
+    for name in entries:
+        background = source.regions("subject", name, 320, 180).densify  # 4x: 180x320 portrait
+        assert 0.75 < float(background.float().mean()) < 0.99  # the can is a small part of each frame
+    images = SHARED_DATA / "beer_can" / "images_4"
     if images.is_dir():
         source.check_image_names([p.name for p in images.glob("*.jpg")])
         assert len(entries) == len(list(images.glob("*.jpg")))

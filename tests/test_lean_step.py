@@ -306,13 +306,17 @@ def test_profile_step_script_runs_on_cpu(transforms_scene, tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
     common = ["--data", str(transforms_scene), "--downscale", "1", "--start", "2", "--steps", "3",
               "--profile-steps", "2", "--out", str(tmp_path / "prof")]
-    for extra in ([], ["--baseline", "step", "ssim", "adam"]):
+    for extra in (["--sync-steps", "2"], ["--baseline", "step", "ssim", "adam"]):
         result = subprocess.run([sys.executable, str(script), *common, *extra], capture_output=True, text=True,
                                 timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     lean = json.loads((tmp_path / "prof" / "vlm-fastgs.json").read_text())
     base = json.loads((tmp_path / "prof" / "vlm-fastgs-baseline.json").read_text())
     assert lean["meta"]["ms_per_step"] > 0 and lean["meta"]["num_gaussians"] > 0 and lean["by_cpu"]
-    assert base["meta"]["baseline"] == ["step", "ssim", "adam"]
+    assert base["meta"]["baseline"] == ["step", "ssim", "adam"] and "sync_sites" not in base
+    # on CPU the traced window shows the sites that would wait on CUDA: the CPU rasteriser's boolean masks at least
+    sites = lean["sync_sites"]
+    assert any("torch_rasterizer" in r["site"] and r["per_step"] > 0 for r in sites)
+    assert all(r["kind"] in ("item", "data-dependent shape", "device-to-host copy", "host-to-device copy") for r in sites)
     assert lean["meta"]["ms_per_step"] == pytest.approx(lean["meta"]["iteration_host_ms"]
                                                         + lean["meta"]["loop_host_ms"])

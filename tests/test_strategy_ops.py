@@ -137,6 +137,37 @@ def test_guided_growth_picks_the_highest_gradients_inside_the_region_only():
     assert len(params2["means"]) == N
 
 
+def test_swap_mode_moves_densification_into_the_region_without_adding_to_it():
+    grad = torch.linspace(HIGH, 2 * HIGH, N)  # the higher the index, the higher the gradient
+    densify = torch.zeros(N)
+    densify[80:90] = 10.0  # VCD alone picks 80-89 (all small: duplicated)
+    grow = torch.zeros(N)
+    grow[[10, 20, 30, 40]] = 1.0  # the guided region: low multi-view score, lower gradients than VCD's picks
+    guidance = {"grow": grow, "densify": grow}
+    added = {}
+    for mode in ("add", "swap"):
+        strategy = FastGSStrategy(guidance_grow_budget=3, guidance_grow_mode=mode, refine_opa_clamp=1.0)
+        params, optimizers = make_scene()
+        state = strategy.initialize_state()
+        run(strategy, params, optimizers, state, REFINE_STEP, make_info(grad), view_scores=scores(densify, 0.0),
+            guidance=guidance)
+        assert_aligned(params, optimizers, state)
+        added[mode] = torch.bincount(ids_of(params), minlength=N) - 1
+    # add: VCD's 10 plus the region's 3 highest gradients (40, 30, 20)
+    assert added["add"][80:90].tolist() == [1] * 10 and added["add"][[20, 30, 40]].tolist() == [1, 1, 1]
+    assert int(added["add"].sum()) == 13
+    # swap: as many as VCD alone (10): the 3 region picks stay, VCD's 3 lowest-gradient picks (80-82) give way
+    assert int(added["swap"].sum()) == 10
+    assert added["swap"][[20, 30, 40]].tolist() == [1, 1, 1] and added["swap"][10] == 0
+    assert added["swap"][80:83].tolist() == [0, 0, 0] and added["swap"][83:90].tolist() == [1] * 7
+    # without guidance swap changes nothing
+    strategy = FastGSStrategy(guidance_grow_mode="swap", refine_opa_clamp=1.0)
+    params, optimizers = make_scene()
+    run(strategy, params, optimizers, strategy.initialize_state(), REFINE_STEP, make_info(grad),
+        view_scores=scores(densify, 0.0))
+    assert len(params["means"]) == N + 10
+
+
 def test_unknown_guidance_keys_are_rejected():
     strategy = FastGSStrategy()
     params, optimizers = make_scene()

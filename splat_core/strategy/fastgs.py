@@ -15,7 +15,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from splat_core.strategy.gradients import accumulate_gradients
-from splat_core.strategy.ops import sample_without_replacement, spawn_points, top_k_mask
+from splat_core.strategy.guided_growth import GrowMode, add_guided_grow, cap_to_count, guidance_mask
+from splat_core.strategy.ops import sample_without_replacement, spawn_points
 from splat_core.strategy.view_scores import camera_proximity
 
 ParamsT = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
@@ -65,7 +66,9 @@ class FastGSStrategy(Strategy):
       prune.
     - ``"grow"`` in [0, 1] (phase 1, detail regions): among GSs with a value above 0.5 that VCD did not pick, the
       ``guidance_grow_budget`` with the highest gradient (``max(grad / grow_grad2d, absgrad / grow_grad2d_abs)``,
-      visible ones only) are duplicated (small) or split (large) too, whatever their multi-view score.
+      visible ones only) are duplicated (small) or split (large) too, whatever their multi-view score. With
+      ``guidance_grow_mode="swap"`` the whole guided choice is then cut back to VCD's unguided number, the region's
+      picks kept first (:mod:`splat_core.strategy.guided_growth`).
     - ``"spawn"`` (phases 2 and 3): ``{"means": [M, 3] world units, "colors": [M, 3] RGB in [0, 1], "scales": [M]
       world units}``, new isotropic GSs (opacity 0.1, as new 3DGS points) appended after the growth by
       :func:`splat_core.strategy.ops.spawn`; like clones they are never pruned in their own refinement. The caller
@@ -138,6 +141,10 @@ class FastGSStrategy(Strategy):
         guidance_prune_thresh (float): ``guidance["prune"]`` values above this mark prune candidates. Default is 0.5.
         guidance_grow_budget (int): Most GSs duplicated or split per refinement by ``guidance["grow"]`` beyond VCD's
           choice (0 disables it). Default is 1000.
+        guidance_grow_mode (str): "add": the guided grows come on top of VCD's choice; "swap": the guided choice
+          (relaxed threshold and grows) is cut back to the number VCD picks without guidance, dropping the
+          lowest-gradient picks outside the guided region first (:mod:`splat_core.strategy.guided_growth`), so
+          guidance moves densification without adding to it. Default is "add".
         prune_near_camera (float): At refine and final-prune steps, remove every GS closer to a training camera than
           this fraction of that camera's distance to the point the cameras look at
           (:func:`~splat_core.strategy.view_scores.camera_proximity` with ``view_scores["camera_centers"]`` and
@@ -194,6 +201,7 @@ class FastGSStrategy(Strategy):
     guidance_densify_scale: float = 0.5
     guidance_prune_thresh: float = 0.5
     guidance_grow_budget: int = 1000
+    guidance_grow_mode: GrowMode = "add"
     prune_near_camera: float = 0.25
     verbose: bool = False
 
@@ -317,9 +325,9 @@ class FastGSStrategy(Strategy):
             n, dev = len(params["means"]), params["means"].device
             densify_score = self._score(view_scores, "densify_score", n, step, dev)
             prune_score = self._score(view_scores, "prune_score", n, step, dev).clamp(0.0, 1.0)
-            guide_densify = self._guidance(guidance, "densify", n, -1.0, 1.0, dev)
-            guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
-            guide_grow = self._guidance(guidance, "grow", n, 0.0, 1.0, dev)
+            guide_densify = guidance_mask(guidance, "densify", n, -1.0, 1.0, dev)
+            guide_prune = guidance_mask(guidance, "prune", n, 0.0, 1.0, dev)
+            guide_grow = guidance_mask(guidance, "grow", n, 0.0, 1.0, dev)
             # held in state for this refinement only, so duplicate/split/remove keep them aligned with the GSs
             state["prune_score"], state["guide_prune"] = prune_score, guide_prune
 
@@ -347,7 +355,7 @@ class FastGSStrategy(Strategy):
         if self.is_final_prune_step(step):
             n, dev = len(params["means"]), params["means"].device
             prune_score = self._score(view_scores, "prune_score", n, step, dev)
-            guide_prune = self._guidance(guidance, "prune", n, 0.0, 1.0, dev)
+            guide_prune = guidance_mask(guidance, "prune", n, 0.0, 1.0, dev)
             is_prune = self._final_prune_gs(params, prune_score, guide_prune)
             n_prune = self._remove(params, optimizers, state, is_prune | self._near_camera(params, view_scores, step))
             if self.verbose:
@@ -365,22 +373,6 @@ class FastGSStrategy(Strategy):
         value = view_scores[key].detach().reshape(-1).float().to(device)
         if value.shape[0] != n:
             raise ValueError(f"view_scores['{key}'] has {value.shape[0]} entries but there are {n} Gaussians")
-        return value
-
-    @staticmethod
-    def _guidance(
-        guidance: Optional[Dict[str, Tensor]], key: str, n: int, lo: float, hi: float, device: torch.device
-    ) -> Optional[Tensor]:  # [N] float in [lo, hi], or None
-        if guidance is None:
-            return None
-        unknown = set(guidance) - {"densify", "prune", "grow", "spawn"}
-        if unknown:
-            raise ValueError(f"Unknown guidance keys {sorted(unknown)}; expected 'densify', 'prune', 'grow', 'spawn'")
-        if guidance.get(key) is None:
-            return None
-        value = guidance[key].detach().reshape(-1).float().clamp(lo, hi).to(device)
-        if value.shape[0] != n:
-            raise ValueError(f"guidance['{key}'] has {value.shape[0]} entries but there are {n} Gaussians")
         return value
 
     def _update_state(self, params: ParamsT, state: Dict[str, Any], info: Dict[str, Any], packed: bool = False):
@@ -413,21 +405,27 @@ class FastGSStrategy(Strategy):
         threshold = torch.full_like(grads, self.densify_min_count)
         if guide_densify is not None:
             threshold = threshold * self.guidance_densify_scale**guide_densify
-        is_consistent = densify_score > threshold
-        if state["guide_prune"] is not None:
-            is_consistent &= state["guide_prune"] <= self.guidance_prune_thresh
+        allowed = torch.ones_like(is_clone) if state["guide_prune"] is None else (
+            state["guide_prune"] <= self.guidance_prune_thresh)
+        is_consistent = (densify_score > threshold) & allowed
+        n_unguided = None
+        if self.guidance_grow_mode == "swap" and (guide_densify is not None or guide_grow is not None):
+            unguided = (densify_score > self.densify_min_count) & allowed
+            n_unguided = int(((is_clone | is_split) & unguided).sum().item())
 
         is_dupli = is_clone & is_consistent
         is_split = is_split & is_consistent
+        rank = grads / max(self.grow_grad2d, 1e-12)
+        if self.absgrad:
+            rank = torch.maximum(rank, state["grad2d_abs"] / count / max(self.grow_grad2d_abs, 1e-12))
+        rank = torch.where(state["count"] > 0, rank, torch.zeros_like(rank))
         if guide_grow is not None and self.guidance_grow_budget > 0:
             # phase 1: the region's GSs with the highest gradient grow too, whatever their multi-view score
-            rank = grads / max(self.grow_grad2d, 1e-12)
-            if self.absgrad:
-                rank = torch.maximum(rank, state["grad2d_abs"] / count / max(self.grow_grad2d_abs, 1e-12))
-            eligible = (guide_grow > 0.5) & ~is_dupli & ~is_split & (state["count"] > 0) & (rank > 0)
-            chosen = top_k_mask(rank, eligible, self.guidance_grow_budget)
-            is_dupli |= chosen & is_small
-            is_split |= chosen & ~is_small
+            is_dupli, is_split = add_guided_grow(rank, is_small, is_dupli, is_split, guide_grow > 0.5,
+                                                 self.guidance_grow_budget)
+        if n_unguided is not None:  # "swap": as many as VCD alone would pick, the guided region's first
+            inside = guide_grow > 0.5 if guide_grow is not None else guide_densify > 0
+            is_dupli, is_split = cap_to_count(rank, is_dupli, is_split, inside, n_unguided)
         n_dupli = int(is_dupli.sum().item())
         n_split = int(is_split.sum().item())
 
