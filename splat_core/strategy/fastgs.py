@@ -15,7 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from splat_core.strategy.gradients import accumulate_gradients
-from splat_core.strategy.guided_growth import GrowMode, add_guided_grow, cap_to_count, guidance_mask
+from splat_core.strategy.guided_growth import GrowMode, add_guided_grow, cap_to_count, grow_rank, guidance_mask
 from splat_core.strategy.ops import sample_without_replacement, spawn_points
 from splat_core.strategy.view_scores import camera_proximity
 
@@ -415,17 +415,16 @@ class FastGSStrategy(Strategy):
 
         is_dupli = is_clone & is_consistent
         is_split = is_split & is_consistent
-        rank = grads / max(self.grow_grad2d, 1e-12)
-        if self.absgrad:
-            rank = torch.maximum(rank, state["grad2d_abs"] / count / max(self.grow_grad2d_abs, 1e-12))
-        rank = torch.where(state["count"] > 0, rank, torch.zeros_like(rank))
-        if guide_grow is not None and self.guidance_grow_budget > 0:
-            # phase 1: the region's GSs with the highest gradient grow too, whatever their multi-view score
-            is_dupli, is_split = add_guided_grow(rank, is_small, is_dupli, is_split, guide_grow > 0.5,
-                                                 self.guidance_grow_budget)
-        if n_unguided is not None:  # "swap": as many as VCD alone would pick, the guided region's first
-            inside = guide_grow > 0.5 if guide_grow is not None else guide_densify > 0
-            is_dupli, is_split = cap_to_count(rank, is_dupli, is_split, inside, n_unguided)
+        if guide_grow is not None or n_unguided is not None:  # unguided refinements skip the rank
+            abs_mean = state["grad2d_abs"] / count if self.absgrad else None
+            rank = grow_rank(grads, abs_mean, state["count"], self.grow_grad2d, self.grow_grad2d_abs)
+            if guide_grow is not None and self.guidance_grow_budget > 0:
+                # phase 1: the region's GSs with the highest gradient grow too, whatever their multi-view score
+                is_dupli, is_split = add_guided_grow(rank, is_small, is_dupli, is_split, guide_grow > 0.5,
+                                                     self.guidance_grow_budget)
+            if n_unguided is not None:  # "swap": as many as VCD alone would pick, the guided region's first
+                inside = guide_grow > 0.5 if guide_grow is not None else guide_densify > 0
+                is_dupli, is_split = cap_to_count(rank, is_dupli, is_split, inside, n_unguided)
         n_dupli = int(is_dupli.sum().item())
         n_split = int(is_split.sum().item())
 

@@ -44,6 +44,28 @@ def guidance_mask(
     return value
 
 
+def grow_rank(
+    grads: Float[Tensor, "N"],
+    abs_grads: Optional[Float[Tensor, "N"]],
+    count: Float[Tensor, "N"],
+    grow_grad2d: float,
+    grow_grad2d_abs: float,
+) -> Float[Tensor, "N"]:
+    """Gradient rank of the guided choices: ``max(grad / grow_grad2d, absgrad / grow_grad2d_abs)`` (1 = at the
+    densify gradient threshold), 0 for GSs with ``count == 0`` (not seen since the last refinement).
+
+    Args:
+        grads: [N] mean image-plane gradient norm (NDC units).
+        abs_grads: [N] mean absolute gradient (AbsGS), or None without ``absgrad``.
+        count: [N] steps each GS was visible since the last refinement.
+        grow_grad2d, grow_grad2d_abs: the strategy's gradient thresholds.
+    """
+    rank = grads / max(grow_grad2d, 1e-12)
+    if abs_grads is not None:
+        rank = torch.maximum(rank, abs_grads / max(grow_grad2d_abs, 1e-12))
+    return torch.where(count > 0, rank, torch.zeros_like(rank))
+
+
 def add_guided_grow(
     rank: Float[Tensor, "N"],
     is_small: Bool[Tensor, "N"],
@@ -56,8 +78,8 @@ def add_guided_grow(
     that VCD did not pick, whatever their multi-view score: small ones duplicate, large ones split.
 
     Args:
-        rank: [N] gradient rank, ``max(grad / grow_grad2d, absgrad / grow_grad2d_abs)``; only ``rank > 0`` (seen
-            since the last refinement, with some gradient) can be picked.
+        rank: [N] gradient rank (:func:`grow_rank`); only ``rank > 0`` (seen since the last refinement, with some
+            gradient) can be picked.
         is_small: [N] max 3D scale at or below ``grow_scale3d * scene_scale`` (duplicate; else split).
         is_dupli, is_split: [N] VCD's picks.
         inside: [N] the guided region (``guidance["grow"] > 0.5``).
@@ -81,7 +103,7 @@ def cap_to_count(
     """At most ``count`` of the picks: those ``inside`` the guided region first, then by ``rank`` (highest kept).
 
     Args:
-        rank: [N] gradient rank (see :func:`add_guided_grow`).
+        rank: [N] gradient rank (:func:`grow_rank`).
         is_dupli, is_split: [N] picks (disjoint).
         inside: [N] the guided region.
         count: most picks kept (VCD's number without guidance for ``guidance_grow_mode="swap"``).
@@ -98,4 +120,4 @@ def cap_to_count(
     return is_dupli & keep, is_split & keep
 
 
-__all__ = ["GUIDANCE_KEYS", "GrowMode", "add_guided_grow", "cap_to_count", "guidance_mask"]
+__all__ = ["GUIDANCE_KEYS", "GrowMode", "add_guided_grow", "cap_to_count", "grow_rank", "guidance_mask"]
