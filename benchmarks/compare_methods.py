@@ -206,14 +206,24 @@ def compress_schedule(config, iterations: int, full: int = FULL_BUDGET) -> None:
 
 
 def read_curves(run_dir: Path) -> Dict[str, List[List[float]]]:
-    """``{"loss": [[step, value], ...], "gaussians": [...]}`` from the run's tensorboard events."""
+    """``{"loss": [[step, value], ...], "gaussians": [...]}`` from the run's tensorboard events, values to 5
+    significant digits (TensorBoard stores float32; the full repr tripled every record's size for nothing)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
     wanted = {"loss": "Train Loss", "gaussians": "Train Metrics Dict/gaussian_count"}
-    return {k: [[e.step, e.value] for e in acc.Scalars(t)] for k, t in wanted.items() if t in tags}
+    return {k: [[e.step, float(f"{e.value:.5g}")] for e in acc.Scalars(t)] for k, t in wanted.items() if t in tags}
+
+
+def result_json(result: Dict) -> str:
+    """A run's record as JSON: indented, but each curve on one line (indenting 2,000 pairs made most of its bytes)."""
+    curves = result.get("curves", {})
+    text = json.dumps({**result, "curves": {k: f"@{k}@" for k in curves}}, indent=1)
+    for k, curve in curves.items():
+        text = text.replace(json.dumps(f"@{k}@"), json.dumps(curve, separators=(",", ":")))
+    return text
 
 
 def phase_boundaries(config) -> Dict[str, int]:
@@ -470,7 +480,7 @@ def main(argv: List[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.run_one:
         result = run_one(args.run_one, args)
-        (out / f"{run_name(args.run_one, args.seed)}.json").write_text(json.dumps(result, indent=1))
+        (out / f"{run_name(args.run_one, args.seed)}.json").write_text(result_json(result))
         return
     failed = [] if args.report_only else run_all(args, argv)
     results = []

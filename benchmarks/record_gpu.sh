@@ -11,7 +11,10 @@
 # profile_lean, desk_vr_2x_early_window; 2026-12-01); beer-can | steering | speed (beer_can_4x, desk_vr_2x_steering,
 # desk_vr_2x_speed; 2026-12-01, third session); splatfacto-seeds | near-camera (beer_can_4x_near_camera,
 # desk_vr_2x_near_camera; fourth session); far-init (not run yet); steering also takes $SCENE / $DOWNSCALE / $BOXES
-# (beer_can with configs/guidance/beer_can_subject_boxes.json) and $STEER_METHODS (fifth session). Stages that may
+# (beer_can with configs/guidance/beer_can_subject_boxes.json) and $STEER_METHODS (fifth session); phase-attribution |
+# deterministic (desk_vr_2x_phase_attribution, beer_can_4x_deterministic; sixth session, which also ran `profile`'s
+# first command (profile_sync_sites), `steering` on beer_can with STEER_METHODS="vlm-fastgs+boxes
+# vlm-fastgs@random_far_share=0.3" (beer_can_4x_steering) and `splatfacto-seeds` on beer_can (beer_can_4x_splatfacto)). Stages that may
 # outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is
 # $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/
 # (git-ignored), so the fmgs stage reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
@@ -139,6 +142,19 @@ case $stage in
       --out "$out/steering_$(basename "$scene")_${DOWNSCALE:-2}x" --runs-dir .runs/steering "${eval_steps[@]}" \
       --seeds 42 7 123 --jobs 9 --boxes-file "$boxes" --region-boxes "$boxes" \
       --methods vlm-fastgs ${STEER_METHODS:-vlm-fastgs+image-evidence vlm-fastgs+boxes} ;;
+  phase-attribution)  # image-evidence with phase 1 (detail formation) off, and the hand-drawn background boxes, 3 seeds
+    # on desk_vr 2x (docs/benchmarks/desk_vr_2x_phase_attribution; its unguided rows come from near-camera)
+    boxes=${BOXES:-configs/guidance/desk_vr_background_boxes.json}
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
+      --iterations 20000 --num-random 100 --reference vlm-fastgs --out "$out/phase_attr_2x" --runs-dir .runs/pa \
+      "${eval_steps[@]}" --seeds 42 7 123 --jobs 6 --boxes-file "$boxes" --region-boxes "$boxes" \
+      --methods vlm-fastgs+image-evidence@detail_every=0 vlm-fastgs+boxes ;;
+  deterministic)  # GuidanceConfig.deterministic on (default) and off, image-evidence, $SEEDS (default 42) on $SCENE at
+    # $DOWNSCALE: the wall time deterministic mode costs (docs/benchmarks/beer_can_4x_deterministic)
+    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
+      --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs+image-evidence \
+      --out "$out/deterministic_${DOWNSCALE:-2}x" --runs-dir .runs/det "${eval_steps[@]}" --seeds ${SEEDS:-42} --jobs 2 \
+      --methods vlm-fastgs+image-evidence vlm-fastgs+image-evidence@deterministic=false ;;
   speed)  # the speed issue's same-call record: splatfacto beside vlm-fastgs (3 seeds) and the tiny VLM (plumbing and
     # overhead, seed 42), desk_vr 2x; then the step alone at 2x and 1x (profile_step, $scene/images needed for 1x)
     python -m vlm_instruct_gs.testing.tiny_vlm .runs/tiny_vlm >/dev/null
@@ -156,6 +172,6 @@ case $stage in
       --profile-steps 100 --sync-steps 100 --out "$out/profile_after"  # sync_sites: who makes the host wait
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | far-init | speed | steering)" >&2; exit 2 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | far-init | speed | steering | phase-attribution | deterministic)" >&2; exit 2 ;;
 esac
 if [ -n "${RETURN_DIR:-}" ]; then pack_record "$out" "$RETURN_DIR"; fi

@@ -346,3 +346,14 @@ def test_gaussians_inside_a_region_by_footprint():
     errors.add("a.png", torch.zeros(h, w, 3), torch.full((h, w, 3), 0.1))
     got = errors.psnr()["subject"]
     assert got["gaussians_inside"] == 2 and got["inside"] == pytest.approx(20.0, abs=1e-4)
+
+
+def test_result_json_puts_each_curve_on_one_line_and_round_trips():
+    bench = _script()
+    result = {"method": "vlm-fastgs", "metrics": {"psnr": 21.5},
+              "curves": {"loss": [[0, 0.21705], [10, 0.15264]], "gaussians": [[0, 100.0], [10, 112.0]]}}
+    text = bench.result_json(result)
+    assert json.loads(text) == result
+    lines = text.splitlines()
+    assert any(line.strip() == '"loss": [[0,0.21705],[10,0.15264]],' for line in lines)
+    assert '"psnr": 21.5' in text  # the rest stays indented, one value a line

@@ -2,10 +2,12 @@
 
 from typing import Dict, Tuple
 
+from gsplat import spherical_harmonics
 from gsplat.rendering import rasterization
 from jaxtyping import Float
 from torch import Tensor
 
+from splat_core.rendering.sh_colors import view_colors
 from splat_core.rendering.torch_rasterizer import rasterize_torch
 
 
@@ -58,6 +60,9 @@ def rasterize(
     if kwargs.pop("packed", False):
         raise ValueError("rasterize() renders unpacked only (packed=False), so that info has one layout per device.")
     if means.is_cuda:
+        sh_degree = kwargs.pop("sh_degree", None)
+        if sh_degree is not None:  # gsplat would find the camera centres with a slow torch.inverse (sh_colors)
+            colors = view_colors(means, colors, viewmats, sh_degree, spherical_harmonics)
         return rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, packed=False, **kwargs
         )

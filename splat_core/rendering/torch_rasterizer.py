@@ -22,6 +22,8 @@ from jaxtyping import Float
 from torch import Tensor
 from typing_extensions import Literal
 
+from splat_core.rendering.sh_colors import view_colors
+
 ALPHA_THRESHOLD = 1.0 / 255.0
 """A Gaussian whose alpha at a pixel is below this is skipped there (gsplat's CUDA kernel)."""
 MAX_ALPHA = 0.999
@@ -212,13 +214,7 @@ def _features(
     if sh_degree is None:
         assert (colors.dim() == 2 and colors.shape[0] == N) or colors.shape[:2] == (C, N), colors.shape
         return colors.expand(C, -1, -1) if colors.dim() == 2 else colors
-    assert colors.shape[-1] == 3, colors.shape
-    assert (colors.dim() == 3 and colors.shape[0] == N) or (colors.dim() == 4 and colors.shape[:2] == (C, N))
-    assert (sh_degree + 1) ** 2 <= colors.shape[-2], colors.shape
-    campos = torch.inverse(viewmats)[:, :3, 3]  # [C, 3]
-    dirs = means[None, :, :] - campos[:, None, :]  # [C, N, 3]
-    shs = colors.expand(C, -1, -1, -1) if colors.dim() == 3 else colors  # [C, N, K, 3]
-    return torch.clamp_min(_spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)
+    return view_colors(means, colors, viewmats, sh_degree, _spherical_harmonics)
 
 
 def _rasterize_camera(
