@@ -112,6 +112,43 @@ def curve_table(results: List[Dict], key: str, spec: str) -> List[str]:
     return rows
 
 
+def paired_table(results: List[Dict], reference: Optional[str]) -> List[str]:
+    """Markdown rows per method other than ``reference``: its test PSNR minus the reference run's of the same seed
+    (dB), mean ± std over the seeds both have, at each eval step, and inside / outside each ``--region-boxes`` region
+    at the end. Pairing by seed takes out what the seed decides (initial points, view order),
+    which makes an effect visible that the per-method spreads hide; it does not take out GPU non-determinism.
+    Empty when the record has no run of ``reference`` or nothing pairs with it."""
+    groups = by_method(results)
+    base = {r.get("seed"): r for r in groups.get(reference, [])}
+    if not base:
+        return []
+    steps = sorted({p["step"] for runs in groups.values() for r in runs for p in r.get("eval_curve", [])})
+    regions = sorted({k for r in results for k in r.get("metrics", {}).get("region_psnr", {})})
+    head = [f"{s:,}" for s in steps] + [f"{k} region {side}, final" for k in regions for side in ("inside", "outside")]
+    rows = ["| method | seeds | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
+
+    def at(run: Dict, step: int) -> Optional[float]:
+        return next((p["psnr"] for p in run.get("eval_curve", []) if p["step"] == step), None)
+
+    def region(run: Dict, name: str, side: str) -> Optional[float]:
+        return run.get("metrics", {}).get("region_psnr", {}).get(name, {}).get(side)
+
+    for method, runs in groups.items():
+        pairs = [(r, base[r.get("seed")]) for r in runs if method != reference and r.get("seed") in base]
+        if not pairs:
+            continue
+        getters = [lambda r, s=s: at(r, s) for s in steps]
+        getters += [lambda r, k=k, side=side: region(r, k, side) for k in regions for side in ("inside", "outside")]
+        cells = []
+        for get in getters:
+            diffs = [get(a) - get(b) for a, b in pairs if get(a) is not None and get(b) is not None]
+            mean, std = mean_std(diffs)
+            cells.append("n/a" if mean is None else f"{mean:+.2f}" + ("" if std is None else f" ± {std:.2f}"))
+        seeds = ", ".join(str(a.get("seed")) for a, _ in pairs)
+        rows.append(f"| {method} | {seeds} | " + " | ".join(cells) + " |")
+    return rows if len(rows) > 2 else []
+
+
 def phase_table(results: List[Dict]) -> List[str]:
     """Markdown rows: Gaussian counts at the end of each guidance phase, mean ± std over seeds (runs recorded
     before the counts were kept are left out)."""

@@ -291,6 +291,16 @@ def run_name(method: str, seed: int) -> str:
     return f"{safe}_s{seed}"
 
 
+def seed_like_ns_train(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators as ``ns-train`` does before set-up (nerfstudio's
+    ``train_loop``), so a run here trains as ``ns-train --machine.seed SEED`` would: the training-view order,
+    splatfacto's random backgrounds and the view scores' draws then follow the seed. Without it they came from an
+    unseeded process, and two CPU runs of one command and seed differed from the first eval on."""
+    from nerfstudio.scripts.train import _set_random_seed
+
+    _set_random_seed(seed)
+
+
 def run_one(method: str, args: argparse.Namespace) -> Dict:
     import torch
 
@@ -301,6 +311,7 @@ def run_one(method: str, args: argparse.Namespace) -> Dict:
     # 1 s resolution): name, seed, time and process id.
     config.timestamp = f"{run_name(method, args.seed)}_{time.strftime('%Y-%m-%d_%H%M%S')}_{os.getpid()}"
     config.save_config()
+    seed_like_ns_train(config.machine.seed)
     trainer = config.setup(local_rank=0, world_size=1)
     with offline_safe_lpips():  # splatfacto builds LPIPS in populate_modules, which needs a download otherwise
         trainer.setup()
@@ -388,6 +399,9 @@ def write_report(args: argparse.Namespace, results: List[Dict]) -> None:
         rows = bench_report.curve_table(results, key, spec)
         if rows:
             md += [f"## {title}", "", *rows, ""]
+        paired = bench_report.paired_table(results, args.reference) if key == "psnr" else []
+        if paired:
+            md += [f"## Test PSNR minus {args.reference}'s of the same seed (dB), at each eval step", "", *paired, ""]
     phases, guidance = bench_report.phase_table(results), bench_report.guidance_table(results)
     if phases:
         md += ["## Gaussians at the end of each guidance phase", "", *phases, ""]

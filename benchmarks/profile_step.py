@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_methods import trainer_config  # noqa: E402
+from compare_methods import seed_like_ns_train, trainer_config  # noqa: E402
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
@@ -118,6 +118,7 @@ def main() -> None:
     config.steps_per_save = 10**9
     config.set_timestamp()
     _ablate(config, None, args.baseline)
+    seed_like_ns_train(config.machine.seed)
     trainer = config.setup(local_rank=0, world_size=1)
     with offline_safe_lpips():
         trainer.setup()

@@ -357,3 +357,44 @@ def test_result_json_puts_each_curve_on_one_line_and_round_trips():
     lines = text.splitlines()
     assert any(line.strip() == '"loss": [[0,0.21705],[10,0.15264]],' for line in lines)
     assert '"psnr": 21.5' in text  # the rest stays indented, one value a line
+
+
+def test_paired_table_subtracts_the_reference_run_of_the_same_seed():
+    report = _script().bench_report
+
+    def run(method, seed, psnrs, inside=None):
+        metrics = {"psnr": psnrs[-1]}
+        if inside is not None:
+            metrics["region_psnr"] = {"subject": {"inside": inside, "outside": 20.0}}
+        return {"method": method, "seed": seed, "metrics": metrics,
+                "eval_curve": [{"step": s, "psnr": p} for s, p in zip((1000, 2000), psnrs)]}
+
+    results = [run("ref", 7, [20.0, 21.0], 19.0), run("ref", 42, [22.0, 23.0], 21.0),
+               run("new", 7, [20.5, 21.2], 19.4), run("new", 42, [22.5, 23.6], 21.0),
+               run("new", 99, [30.0, 30.0], 30.0)]  # no reference run of seed 99: left out
+    rows = report.paired_table(results, "ref")
+    assert rows[0] == ("| method | seeds | 1,000 | 2,000 | subject region inside, final | subject region outside, final |")
+    assert rows[2] == "| new | 7, 42 | +0.50 ± 0.00 | +0.40 ± 0.28 | +0.20 ± 0.28 | +0.00 ± 0.00 |"
+    assert len(rows) == 3  # the reference itself gets no row
+    assert report.paired_table(results, "missing") == []
+
+
+@pytest.mark.slow
+def test_runs_of_one_seed_train_alike(transforms_scene, tmp_path):
+    """The script seeds as ns-train does: two runs of one command and seed give the same eval points on CPU, and so
+    does a guided run until its first answer applies (here: boxes for phase 3 only, which starts at step 100 of 200; queries from step 5 on)."""
+    boxes = tmp_path / "artifacts_only.json"
+    boxes.write_text(json.dumps({"images": {f"{i:03d}.png": {"artifacts": [[0, 0, 100, 100]]} for i in range(8)}}))
+    curves = []
+    for name, method in (("a", "vlm-fastgs"), ("b", "vlm-fastgs"), ("c", "vlm-fastgs+boxes")):
+        out = tmp_path / name
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), "--data", str(transforms_scene), "--downscale", "1", "--iterations", "200",
+             "--compress-schedule", "--eval-steps", "20", "40", "80", "--out", str(out), "--runs-dir", str(out / "runs"),
+             "--boxes-file", str(boxes), "--run-one", method, "--seed", "7"],
+            capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        row = json.loads(next(out.glob("*_s7.json")).read_text())
+        curves.append([(p["step"], p["psnr"], p["num_gaussians"]) for p in row["eval_curve"] if p["step"] <= 80])
+    assert len(curves[0]) == 3 and curves[0] == curves[1] == curves[2]
+    assert curves[0][0][2] != curves[0][-1][2]  # the model did change over the compared steps
