@@ -206,15 +206,19 @@ def compress_schedule(config, iterations: int, full: int = FULL_BUDGET) -> None:
 
 
 def read_curves(run_dir: Path) -> Dict[str, List[List[float]]]:
-    """``{"loss": [[step, value], ...], "gaussians": [...]}`` from the run's tensorboard events, values to 5
-    significant digits (TensorBoard stores float32; the full repr tripled every record's size for nothing)."""
+    """``{"loss": [[step, value], ...], "gaussians": [...]}`` from the run's tensorboard events: the loss to 5
+    significant digits (TensorBoard stores float32; the full repr tripled every record's size for nothing), the
+    Gaussian counts exact."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     tags = acc.Tags()["scalars"]
     wanted = {"loss": "Train Loss", "gaussians": "Train Metrics Dict/gaussian_count"}
-    return {k: [[e.step, float(f"{e.value:.5g}")] for e in acc.Scalars(t)] for k, t in wanted.items() if t in tags}
+    def value(key: str, v: float) -> float:
+        return float(f"{v:.5g}") if key == "loss" else v
+
+    return {k: [[e.step, value(k, e.value)] for e in acc.Scalars(t)] for k, t in wanted.items() if t in tags}
 
 
 def result_json(result: Dict) -> str:
