@@ -132,23 +132,21 @@ case $stage in
       --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
       --out "$out/far_init_${DOWNSCALE:-2}x" --runs-dir .runs/far_init "${eval_steps[@]}" --seeds 42 7 123 \
       --jobs 6 --methods vlm-fastgs vlm-fastgs@random_far_share=0.3 ;;
+  phase-attribution)  # image-evidence with phase 1 (detail formation) off, and the hand-drawn background boxes, 3 seeds
+    # on desk_vr 2x without an unguided run (docs/benchmarks/desk_vr_2x_phase_attribution, which ran this command
+    # with --out .../phase_attr_2x; its unguided rows come from near-camera): the steering stage below, so set here
+    STEER_BASE="" STEER_METHODS=${STEER_METHODS:-"vlm-fastgs+image-evidence@detail_every=0 vlm-fastgs+boxes"} ;&
   steering)  # unguided vs image-evidence vs hand-drawn boxes, 3 seeds, with test PSNR inside / outside the boxes on
     # the eval curve: desk_vr 2x with its background boxes by default; $SCENE, $DOWNSCALE and $BOXES (e.g.
     # .scenes/beer_can, 4, configs/guidance/beer_can_subject_boxes.json) for another scene; $STEER_METHODS replaces the
-    # guided methods (e.g. "vlm-fastgs+image-evidence vlm-fastgs+image-evidence@guidance_grow_mode=swap")
+    # guided methods (e.g. "vlm-fastgs+image-evidence vlm-fastgs+image-evidence@guidance_grow_mode=swap");
+    # $STEER_BASE the unguided reference run (empty: none)
     boxes=${BOXES:-configs/guidance/desk_vr_background_boxes.json}
     bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
       --downscale "${DOWNSCALE:-2}" --iterations 20000 --num-random 100 --reference vlm-fastgs \
       --out "$out/steering_$(basename "$scene")_${DOWNSCALE:-2}x" --runs-dir .runs/steering "${eval_steps[@]}" \
       --seeds 42 7 123 --jobs 9 --boxes-file "$boxes" --region-boxes "$boxes" \
-      --methods vlm-fastgs ${STEER_METHODS:-vlm-fastgs+image-evidence vlm-fastgs+boxes} ;;
-  phase-attribution)  # image-evidence with phase 1 (detail formation) off, and the hand-drawn background boxes, 3 seeds
-    # on desk_vr 2x (docs/benchmarks/desk_vr_2x_phase_attribution; its unguided rows come from near-camera)
-    boxes=${BOXES:-configs/guidance/desk_vr_background_boxes.json}
-    bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
-      --iterations 20000 --num-random 100 --reference vlm-fastgs --out "$out/phase_attr_2x" --runs-dir .runs/pa \
-      "${eval_steps[@]}" --seeds 42 7 123 --jobs 6 --boxes-file "$boxes" --region-boxes "$boxes" \
-      --methods vlm-fastgs+image-evidence@detail_every=0 vlm-fastgs+boxes ;;
+      --methods ${STEER_BASE-vlm-fastgs} ${STEER_METHODS:-vlm-fastgs+image-evidence vlm-fastgs+boxes} ;;
   deterministic)  # GuidanceConfig.deterministic on (default) and off, image-evidence, $SEEDS (default 42) on $SCENE at
     # $DOWNSCALE: the wall time deterministic mode costs (docs/benchmarks/beer_can_4x_deterministic)
     bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" \
