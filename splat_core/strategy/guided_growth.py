@@ -35,7 +35,8 @@ def guidance_mask(
         return None
     unknown = set(guidance) - set(GUIDANCE_KEYS)
     if unknown:
-        raise ValueError(f"Unknown guidance keys {sorted(unknown)}; expected 'densify', 'prune', 'grow', 'spawn'")
+        expected = ", ".join(repr(k) for k in GUIDANCE_KEYS)
+        raise ValueError(f"Unknown guidance keys {sorted(unknown)}; expected {expected}")
     if guidance.get(key) is None:
         return None
     value = guidance[key].detach().reshape(-1).float().clamp(lo, hi).to(device)
