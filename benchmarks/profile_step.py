@@ -20,8 +20,9 @@ torch.profiler (CPU + CUDA). It writes ``<out>/<label>.json`` and prints a summa
 
 ``--baseline`` ablates the lean step for a before/after profile in one checkout: nerfstudio's
 ``Trainer.train_iteration`` instead of :meth:`splat_core.trainer.SplatTrainer.train_iteration` (``step``),
-pytorch_msssim's SSIM instead of :class:`splat_core.ssim.FastSSIM` (``ssim``) and torch's default Adam instead of
-the fused one (``adam``). ``--label`` names the output file (default: the method, plus ``-baseline`` when ablated).
+pytorch_msssim's SSIM instead of :class:`splat_core.ssim.FastSSIM` (``ssim``), torch's default Adam instead of
+the fused one (``adam``) and the eager photometric loss instead of its CUDA graphs (``graph``,
+:mod:`splat_core.losses`). ``--label`` names the output file (default: the method, plus ``-baseline`` when ablated).
 ``--sync-steps N`` traces N more steps with :class:`sync_sites.SyncTrace`: the ops that make the host wait for the
 GPU, per call site (``sync_sites``, ``sync_totals_per_step``; on CPU: the sites that would wait on CUDA).
 On a machine without CUDA the script runs on CPU (a smoke test: no kernel counts).
@@ -60,7 +61,10 @@ def _ablate(config, trainer, baseline: List[str]) -> None:
     if "ssim" in baseline:
         from pytorch_msssim import SSIM
 
-        trainer.pipeline.model.ssim = SSIM(data_range=1.0, size_average=True, channel=3)
+        model = trainer.pipeline.model
+        model.ssim = model.photometric_loss.ssim = SSIM(data_range=1.0, size_average=True, channel=3)
+    if "graph" in baseline:
+        trainer.pipeline.model.photometric_loss.cuda_graphs = False
 
 
 def summarize(prof, steps: int) -> Dict[str, object]:
@@ -98,7 +102,7 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=4000, help="unprofiled warm-up steps")
     parser.add_argument("--steps", type=int, default=300, help="timed steps (no profiler)")
     parser.add_argument("--profile-steps", type=int, default=100, help="profiled steps, after the timed ones")
-    parser.add_argument("--baseline", nargs="*", default=[], choices=["step", "ssim", "adam"],
+    parser.add_argument("--baseline", nargs="*", default=[], choices=["step", "ssim", "adam", "graph"],
                         help="undo these parts of the lean step (for a before/after profile)")
     parser.add_argument("--sync-steps", type=int, default=0,
                         help="steps traced for host-blocking ops per call site, after the profiled ones")
@@ -173,6 +177,7 @@ def main() -> None:
         "iteration_host_ms": 1000 * iteration_host / args.steps,
         "loop_host_ms": 1000 * (wall - iteration_host) / args.steps,
         "profiled_steps": args.profile_steps,
+        "loss_graph_sizes": getattr(getattr(trainer.pipeline.model, "photometric_loss", None), "captured_sizes", None),
     }
     summary = {**summarize(prof, args.profile_steps), **sync}
     out = Path(args.out)

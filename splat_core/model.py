@@ -13,8 +13,9 @@ methods need:
   model's device; splatfacto's SfM branch hard-codes ``.cuda()``.
 - LPIPS degrades to "unavailable" offline (:mod:`splat_core.compat`).
 - The training step is lean (issue 11): SSIM is :class:`splat_core.ssim.FastSSIM` (pytorch_msssim's values in 2
-  convolutions instead of 10), a training camera's projection matrices are built once per camera and resolution, the
-  losses need no host synchronisation, and the per-step PSNR is computed only when the trainer logs it
+  convolutions instead of 10), the photometric loss replays as a CUDA graph on CUDA (:mod:`splat_core.losses`), a
+  training camera's projection matrices are built once per camera and resolution, the losses need no host
+  synchronisation, and the per-step PSNR is computed only when the trainer logs it
   (:attr:`SplatModel.train_metrics_due`, set by :class:`splat_core.trainer.SplatTrainer`).
 - Densification goes through ``self.strategy`` (a gsplat ``Strategy``; FastGS by default,
   :mod:`splat_core.strategy.fastgs`), fed by the ``info`` dict of every render and, for FastGS, by multi-view scores
@@ -50,6 +51,7 @@ from splat_core.compat import (
     install_checkpoint_errors,
     offline_safe_lpips,
 )
+from splat_core.losses import PhotometricLoss
 from splat_core.metrics import pixel_coverage
 from splat_core.rendering import rasterize
 from splat_core.rendering.views import RenderedView
@@ -76,6 +78,9 @@ class SplatModelConfig(SplatfactoModelConfig):
     cull_alpha_thresh, densify_grad_thresh, ... exactly as splatfacto)."""
     fastgs: FastGSStrategy = field(default_factory=FastGSStrategy)
     """FastGS strategy settings (used when strategy is 'fastgs'); splatfacto's densification fields do not apply."""
+    cuda_graph_loss: bool = True
+    """On CUDA, replay the photometric training loss (L1 + SSIM, forward and backward) as one CUDA graph per image
+    size (:mod:`splat_core.losses`): same values, about 60 fewer kernel launches per step. False runs it eagerly."""
 
 
 def gaussians_from_points(
@@ -150,6 +155,7 @@ class SplatModel(SplatfactoModel):
             self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
         self._train_views: Optional[TrainViews] = None
         self.ssim = FastSSIM(data_range=1.0, size_average=True, channel=3)  # splatfacto's SSIM, same values, faster
+        self.photometric_loss = PhotometricLoss(self.ssim, self.config.ssim_lambda, self.config.cuda_graph_loss)
         # whether get_metrics_dict computes training metrics (PSNR) this step; SplatTrainer clears it between its
         # logging steps, since nothing reads them there and they cost kernels every step
         self.train_metrics_due: bool = True
@@ -441,10 +447,11 @@ class SplatModel(SplatfactoModel):
     ) -> Dict[str, Tensor]:
         """Splatfacto's losses without a host synchronisation.
 
-        ``main_loss = (1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)`` over the image composited on the step's
-        background (masked to black where ``batch["mask"]`` is 0, as splatfacto), plus splatfacto's ``scale_reg``
-        (every 10th step, when ``use_scale_regularization``), the camera optimiser's regulariser and the bilateral
-        grid's TV loss when those are on. Splatfacto builds its zero ``scale_reg`` with ``torch.tensor(0.0).to(device)``,
+        ``main_loss = (1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)`` (:class:`splat_core.losses.PhotometricLoss`,
+        CUDA graphs on CUDA when ``cuda_graph_loss``) over the image composited on the step's background (masked to
+        black where ``batch["mask"]`` is 0, as splatfacto), plus splatfacto's ``scale_reg`` (every 10th step, when
+        ``use_scale_regularization``), the camera optimiser's regulariser and the bilateral grid's TV loss when those
+        are on. Splatfacto builds its zero ``scale_reg`` with ``torch.tensor(0.0).to(device)``,
         a blocking copy that waits for the GPU every step; here it is left out when scale regularisation is off and
         made on the device otherwise.
 
@@ -462,10 +469,7 @@ class SplatModel(SplatfactoModel):
             mask = self._downscale_if_required(batch["mask"]).to(self.device)
             assert mask.shape[:2] == gt_img.shape[:2] == pred_img.shape[:2]
             gt_img, pred_img = gt_img * mask, pred_img * mask
-        l1 = torch.abs(gt_img - pred_img).mean()
-        sim_loss = 1 - self.ssim(gt_img.permute(2, 0, 1)[None], pred_img.permute(2, 0, 1)[None])
-        lam = self.config.ssim_lambda
-        loss_dict = {"main_loss": (1 - lam) * l1 + lam * sim_loss}
+        loss_dict = {"main_loss": self.photometric_loss(pred_img, gt_img)}
         if self.config.use_scale_regularization:
             if self.step % 10 == 0:
                 scale_exp = torch.exp(self.scales)

@@ -9,8 +9,8 @@ lean step) lives in one named place instead of being patched into nerfstudio. Wh
   model no longer uses (nothing trained, and the first refinement indexed past the end). The optimizers are rebuilt on
   the loaded Parameters before their state (Adam moments, aligned row for row with the saved Gaussians) is loaded.
   The strategy state and the guidance state ride in the model's state dict (``SplatModel.get_extra_state``).
-- **Divergence**: every step records on the device, without a host sync, the first step at which the loss or a
-  parameter group held a non-finite value (:class:`FiniteMonitor`). It is read every ``check_finite_every`` steps and
+- **Divergence**: every step records on the device, without a host sync, the first step at which the loss or the
+  parameters held a non-finite value (:class:`FiniteMonitor`). It is read every ``check_finite_every`` steps and
   before every save; a diverged run stops with one line naming that step, what went non-finite and the largest
   learning rates, and no checkpoint of it is written (the last good one stays). A run whose Gaussians all left the
   view (backward raises ``element 0 of tensors does not require grad``) stops the same way.
@@ -24,7 +24,8 @@ lean step) lives in one named place instead of being patched into nerfstudio. Wh
   scalar goes to TensorBoard in the same step), no gradient norms outside the logging steps, and no training metrics
   outside the logging steps (the model's ``train_metrics_due``). Optimisers, gradient accumulation
   (``gradient_accumulation_steps``, e.g. ``{"features_rest": 16}`` for FastGS's sparse SH-rest schedule), grad scaler
-  and schedulers behave as nerfstudio's. Checkpoints keep nerfstudio's layout (``optimizers``: one
+  and schedulers behave as nerfstudio's; the fused Adams step through torch's fused kernel without
+  ``Optimizer.step``'s wrapper (:func:`splat_core.optimizers.step_fused_adams`, same values). Checkpoints keep nerfstudio's layout (``optimizers``: one
   ``state_dict`` per key, see :mod:`splat_core.optimizers`).
 """
 
@@ -50,6 +51,7 @@ from nerfstudio.utils.writer import EventName, TimeWriter
 from torch import Tensor
 
 from splat_core.compat import CheckpointError, find_checkpoint, load_checkpoint_file
+from splat_core.optimizers import clear_gradients, step_fused_adams
 
 INTERRUPTED_EXIT_STATUS = 130
 """Exit status after Ctrl-C (128 + SIGINT), as a shell reports a process killed by it."""
@@ -88,52 +90,55 @@ class SplatTrainerConfig(TrainerConfig):
 
 
 class FiniteMonitor:
-    """Where the loss or a parameter group first went non-finite, recorded on the device (no host sync per step).
+    """Where the loss or the parameters first went non-finite, recorded on the device (no host sync per step).
 
-    :meth:`observe` costs a few small kernels per step (one fused norm per tensor list); :meth:`first_non_finite`
-    reads the record (one sync). A norm overflows to ``inf`` only for values beyond ~1e19, which is divergence too.
+    :meth:`observe` costs about ten small kernels per step: one multi-tensor norm over every parameter, summed (a
+    norm overflows to ``inf`` only for values beyond ~1e19, which is divergence too), and two ``isfinite`` checks,
+    the loss's and the parameters'. Which groups went non-finite is worked out only when the record is read
+    (:meth:`first_non_finite`, one sync), from the parameters as they are then: per-group records cost three times
+    the kernels every step, for a name the read can find itself.
     """
 
     def __init__(self) -> None:
-        self._names: List[str] = []
-        self._first: Optional[Tensor] = None  # [G+1] int64: first non-finite step of loss + each group, -1 = none
+        self._first: Optional[Tensor] = None  # [2] int64: first non-finite step of the loss, of the parameters; -1 none
+        self._groups: Dict[str, List[Tensor]] = {}
 
     def observe(self, step: int, loss: Optional[Tensor], groups: Dict[str, List[Tensor]]) -> None:
-        """Record ``step`` for the loss / groups that are non-finite now and were not before.
+        """Record ``step`` if the loss or any parameter is non-finite now and was not before.
 
         Args:
             step: training step just taken.
             loss: the step's total loss (scalar) or None.
-            groups: optimizer group name -> its current parameters (any shapes, one device).
+            groups: optimizer group name -> its current parameters (any shapes, one device); kept for the read.
         """
-        names = ["loss", *groups]
-        tensors = [p.detach() for params in groups.values() for p in params]
+        tensors = [p for params in groups.values() for p in params]
         if not tensors:
             return
-        device = tensors[0].device
-        if self._first is None or names != self._names or len(tensors) != self._group_of.numel():
-            self._names = names
-            self._first = torch.full((len(names),), -1, dtype=torch.long, device=device)
-            self._group_of = torch.tensor(
-                [i + 1 for i, params in enumerate(groups.values()) for _ in params], device=device
-            )
-        norms = torch.stack([n.float() for n in torch._foreach_norm(tensors)])
-        bad_tensor = ~torch.isfinite(norms)
-        bad = torch.zeros(len(names), device=device).index_add_(0, self._group_of, bad_tensor.float()) > 0
-        if loss is not None:
-            bad[0] = ~torch.isfinite(loss.detach().reshape(())).to(device)
-        self._first = torch.where(bad & (self._first < 0), step, self._first)
+        self._groups = groups
+        with torch.no_grad():
+            total = torch.stack(torch._foreach_norm(tensors)).sum().float()
+            if self._first is None:
+                self._first = torch.full((2,), -1, dtype=torch.long, device=total.device)
+            values = total.expand(2) if loss is None else torch.stack((loss.reshape(()).to(total), total))
+            self._first = torch.where(torch.isfinite(values) | (self._first >= 0), self._first, step)
 
     def first_non_finite(self) -> Optional[tuple]:
-        """``(step, [names])`` of the earliest non-finite record (the loss and/or groups), or None if all finite."""
+        """``(step, [names])`` of the earliest non-finite record, or None if all finite. The names are ``"loss"`` if
+        the loss went non-finite at that step, and the parameter groups holding a non-finite value now if the
+        parameters did (``"parameters"`` if none holds one any more)."""
         if self._first is None:
             return None
-        first = self._first.tolist()
-        seen = [s for s in first if s >= 0]
+        loss_step, params_step = self._first.tolist()
+        seen = [s for s in (loss_step, params_step) if s >= 0]
         if not seen:
             return None
         step = min(seen)
-        return step, [n for n, s in zip(self._names, first) if s == step]
+        names = ["loss"] if loss_step == step else []
+        if params_step == step:
+            bad = [name for name, params in self._groups.items()
+                   if any(not bool(torch.isfinite(p.detach()).all()) for p in params)]
+            names += bad or ["parameters"]
+        return step, names
 
     def reset(self) -> None:
         self._first = None
@@ -388,14 +393,14 @@ class SplatTrainer(Trainer):
             model.train_metrics_due = log_step
         groups = list(self.optimizers.parameters.keys())
         accumulate = self.gradient_accumulation_steps
-        self.optimizers.zero_grad_some([g for g in groups if step % accumulate[g] == 0])
+        clear_gradients([self.optimizers.optimizers[g] for g in groups if step % accumulate[g] == 0])
 
         with self._autocast():
             _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
             loss = functools.reduce(torch.add, loss_dict.values())
         (self.grad_scaler.scale(loss) if self.use_grad_scaler else loss).backward()  # type: ignore
         needs_step = [g for g in groups if step % accumulate[g] == accumulate[g] - 1]
-        self.optimizers.optimizer_scaler_step_some(self.grad_scaler, needs_step)
+        self._optimizer_step(needs_step)
 
         if self.config.log_gradients and log_step:
             total_grad = 0
@@ -416,6 +421,18 @@ class SplatTrainer(Trainer):
         else:
             self._step_schedulers(step, log_step)
         return loss, loss_dict, metrics_dict  # type: ignore
+
+    def _optimizer_step(self, names: List[str]) -> None:
+        """nerfstudio's ``Optimizers.optimizer_scaler_step_some`` for ``names``; without a grad scaler or gradient
+        clipping, the fused Adams step through :func:`splat_core.optimizers.step_fused_adams` (same update, less host
+        time) and any other optimizer through its own ``step``."""
+        clipped = any(self.optimizers.config[n]["optimizer"].max_norm is not None for n in names)
+        if self.use_grad_scaler or clipped:
+            self.optimizers.optimizer_scaler_step_some(self.grad_scaler, names)
+            return
+        for optimizer in step_fused_adams([self.optimizers.optimizers[n] for n in names]):
+            if any(p.grad is not None for g in optimizer.param_groups for p in g["params"]):
+                optimizer.step()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """nerfstudio's autocast context when mixed precision is on, else nothing to enter."""

@@ -25,7 +25,7 @@ def scene(tmp_path_factory) -> Path:
     return write_synthetic_scene(tmp_path_factory.mktemp("scene"), num_views=10, width=48, height=36)
 
 
-def test_monitor_records_the_first_non_finite_step_per_group():
+def test_monitor_records_the_first_non_finite_step():
     groups = {"means": [torch.zeros(5, 3)], "scales": [torch.zeros(5, 3)], "field": [torch.zeros(4), torch.ones(2)]}
     monitor = FiniteMonitor()
     for step in range(3):
@@ -33,13 +33,19 @@ def test_monitor_records_the_first_non_finite_step_per_group():
     assert monitor.first_non_finite() is None
     groups["field"][1][0] = math.inf  # the second tensor of a two-tensor group
     monitor.observe(3, torch.tensor(2.0), groups)
+    assert monitor.first_non_finite() == (3, ["field"])
     groups["scales"][0][2, 1] = math.nan
     monitor.observe(4, torch.tensor(math.nan), groups)
     monitor.observe(5, torch.tensor(math.nan), groups)
-    assert monitor.first_non_finite() == (3, ["field"])  # earliest wins; later ones keep their own step
+    # the earliest step wins (the loss went at 4); the groups are those non-finite when read
+    assert monitor.first_non_finite() == (3, ["scales", "field"])
     only_loss = FiniteMonitor()
+    only_loss.observe(6, torch.tensor(1.0), {"means": [torch.zeros(2, 3)]})
     only_loss.observe(7, torch.tensor(math.inf), {"means": [torch.zeros(2, 3)]})
     assert only_loss.first_non_finite() == (7, ["loss"])
+    both = FiniteMonitor()
+    both.observe(2, torch.tensor(math.nan), {"means": [torch.full((2, 3), math.nan)]})
+    assert both.first_non_finite() == (2, ["loss", "means"])
 
 
 def test_diverged_run_stops_and_keeps_the_last_good_checkpoint(scene, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, Optimizers
 
-from splat_core.optimizers import FusedAdamOptimizerConfig, gaussian_optimizers
+from splat_core.optimizers import FusedAdamOptimizerConfig, clear_gradients, gaussian_optimizers, step_fused_adams
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 KEYS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities")
@@ -150,3 +150,47 @@ def test_nerfstudio_optimizers_schedule_and_checkpoint_layout():
     _assert_aligned(resumed_params, resumed.optimizers, params, optimizers.optimizers)
     _assert_aligned(fused_params, fused_again.optimizers, ref_params, ref.optimizers)
     _assert_aligned(params, optimizers.optimizers, ref_params, ref.optimizers)
+
+
+def _fast_path_against_step(device: str) -> None:
+    """step_fused_adams gives the parameters and Adam state of optimizer.step(), bit for bit, over steps with a
+    changing learning rate; the first step (no state yet) and unfused optimizers are handed back to the caller."""
+    params, ref_params = _params(device=device), _params(device=device)
+    fast, ref = _optimizers(params, fused=True), _optimizers(ref_params, fused=True)
+    unfused = FusedAdamOptimizerConfig(lr=0.01, eps=1e-15, fused=False)
+    extra, ref_extra = (torch.nn.Parameter(torch.ones(4, device=device)) for _ in range(2))
+    fast["extra"], ref["extra"] = unfused.setup([extra]), unfused.setup([ref_extra])
+    for step in range(6):
+        g = torch.Generator().manual_seed(step)
+        targets = {k: torch.randn(params[k].shape, generator=g).to(device) for k in KEYS}
+        for ps, opts, x in ((params, fast, extra), (ref_params, ref, ref_extra)):
+            loss = (x ** 2).sum() + sum(((ps[k] - targets[k]) ** 2).sum() for k in KEYS if k != "quats" or step % 2)
+            clear_gradients(opts.values()) if opts is fast else [o.zero_grad() for o in opts.values()]
+            loss.backward()
+        for opts in (fast, ref):
+            opts["means"].param_groups[0]["lr"] = 1e-3 / (step + 1)  # as a scheduler changes it between steps
+        rest = step_fused_adams(list(fast.values()))
+        # before its first step an optimizer has no Adam state (quats, without a gradient at step 0, starts at 1)
+        first = [fast[k] for k in KEYS if k != "quats"] if step == 0 else [fast["quats"]] if step == 1 else []
+        assert rest == first + [fast["extra"]]
+        for opt in rest:
+            opt.step()
+        for opt in ref.values():
+            opt.step()
+        assert params["quats"].grad is None or step % 2  # quats got no gradient on even steps: left alone
+    for k in KEYS:
+        assert torch.equal(params[k], ref_params[k]), k
+        state, ref_state = fast[k].state[params[k]], ref[k].state[ref_params[k]]
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(state[key], ref_state[key]), (k, key)
+    assert float(fast["quats"].state[params["quats"]]["step"]) == 3  # stepped only when it had a gradient
+    assert torch.equal(extra, ref_extra)
+
+
+def test_fast_fused_step_equals_optimizer_step():
+    _fast_path_against_step("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fast_fused_step_equals_optimizer_step_cuda():
+    _fast_path_against_step("cuda")

@@ -74,6 +74,29 @@ def test_dense_accumulation_ignores_nan_gradients_of_culled_gaussians():
     assert (state["grad2d"][culled] == 0).all() and (state["count"][culled] == 0).all()
 
 
+def test_ndc_scale_is_made_on_the_device_without_a_host_copy():
+    """The NDC scale of the gradient norms is filled on the device: a CPU tensor copied over (``torch.tensor(...,
+    device=)`` or item assignment) waits for the GPU, which the CUDA sync test caught on the H200."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from splat_core.strategy.gradients import _ndc_scale
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Ops() as ops:
+        scale = _ndc_scale.__wrapped__(476.0, 267.5, torch.device("cpu"))
+    assert scale.tolist() == [476.0, 267.5] and scale.dtype == torch.float32
+    assert not [n for n in ops.names if "copy" in n or "lift_fresh" in n], ops.names
+    assert _ndc_scale(1.0, 2.0, torch.device("cpu")) is _ndc_scale(1.0, 2.0, torch.device("cpu"))  # once per size
+
+
 # ---------------------------------------------------------------------------------------------- model hot path
 def _pipeline(scene, **model_kwargs):
     from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig

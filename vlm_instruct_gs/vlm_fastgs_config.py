@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from splat_core.data.datamanager import SplatDatamanagerConfig
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.optimizers import gaussian_optimizers
 from splat_core.trainer import SplatTrainerConfig
@@ -25,7 +25,7 @@ vlm_fastgs = MethodSpecification(
         max_num_iterations=MAX_STEPS,
         mixed_precision=False,
         pipeline=VLMFastGSPipelineConfig(
-            datamanager=FullImageDatamanagerConfig(
+            datamanager=SplatDatamanagerConfig(
                 dataparser=SceneDataParserConfig(),
                 # training images stay on the GPU: a CPU cache costs a blocking copy (a host sync) every step;
                 # uint8 keeps them at a quarter of float32's memory for one conversion kernel per step

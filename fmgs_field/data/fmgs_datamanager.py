@@ -22,7 +22,6 @@ from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
@@ -35,10 +34,11 @@ from fmgs_field.teachers import (
     MissingWeightsError,
     cached_teacher_features,
 )
+from splat_core.data.datamanager import SplatDatamanager, SplatDatamanagerConfig
 
 
 @dataclass
-class FMGSDataManagerConfig(FullImageDatamanagerConfig):
+class FMGSDataManagerConfig(SplatDatamanagerConfig):
     """Configuration of :class:`FMGSDataManager`."""
 
     _target: Type = field(default_factory=lambda: FMGSDataManager)
@@ -57,8 +57,8 @@ class FMGSDataManagerConfig(FullImageDatamanagerConfig):
     eval split (e.g. the colmap dataparser's --eval-mode all or filename)."""
 
 
-class FMGSDataManager(FullImageDatamanager):
-    """``FullImageDatamanager`` whose training and eval batches carry the image's teacher maps (see the module).
+class FMGSDataManager(SplatDatamanager):
+    """The shared full-image datamanager (:class:`splat_core.data.datamanager.SplatDatamanager`) whose training and eval batches carry the image's teacher maps (see the module).
 
     Args:
         config (FMGSDataManagerConfig): Datamanager and teacher settings.
@@ -162,7 +162,7 @@ class FMGSDataManager(FullImageDatamanager):
         return extras
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
-        """``FullImageDatamanager.next_train`` plus the image's teacher maps (keys of :meth:`teacher_maps`)."""
+        """``SplatDatamanager.next_train`` plus the image's teacher maps (keys of :meth:`teacher_maps`)."""
         camera, data = super().next_train(step)
         data.update(self.teacher_maps(int(camera.metadata["cam_idx"])))
         return camera, data

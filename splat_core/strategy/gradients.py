@@ -7,6 +7,7 @@ was visible; a refinement reads ``grad2d / count``. The sums equal gsplat's ``in
 path. Imports torch only, like the strategy.
 """
 
+import functools
 from typing import Any, Dict
 
 import torch
@@ -20,8 +21,7 @@ def accumulate_gradients(
 
     Runs every training step, so it launches only device work that needs no host synchronisation: visibility is a
     dense [C, N] mask summed over cameras (not ``torch.where``/boolean indexing, which call ``nonzero`` and wait for
-    the GPU), and the NDC scale is applied with Python floats (a ``new_tensor`` of them would be a blocking
-    host-to-device copy). Culled Gaussians add exactly 0, even where their gradient is NaN.
+    the GPU), and the NDC scale is a device tensor made once per image size (:func:`_ndc_scale`). Culled Gaussians add exactly 0, even where their gradient is NaN.
 
     Args:
         state: The strategy state; ``grad2d``, ``count`` and (with ``absgrad``) ``grad2d_abs`` [N] float32 are
@@ -44,12 +44,13 @@ def accumulate_gradients(
     assert packed or means2d.dim() >= 3, "means2d is [nnz, 2]: pass packed=True to match the rasterization."
     # normalize grads to [-1, 1] screen space (NDC), as 3DGS/FastGS thresholds expect
     sx, sy = info["width"] / 2.0 * info["n_cameras"], info["height"] / 2.0 * info["n_cameras"]
-    norms = _scaled_norm(means2d.grad, sx, sy)  # [C, N] or [nnz]
+    scale = _ndc_scale(sx, sy, means2d.grad.device)
+    norms = torch.linalg.vector_norm(means2d.grad * scale, dim=-1)  # [C, N] or [nnz]
     abs_norms = None
     if absgrad:
         grad_abs = getattr(means2d, "absgrad", None)
         assert grad_abs is not None, "absgrad=True needs rasterization(..., absgrad=True)."
-        abs_norms = _scaled_norm(grad_abs, sx, sy)
+        abs_norms = torch.linalg.vector_norm(grad_abs * scale, dim=-1)
 
     device = norms.device
     if state["grad2d"] is None:
@@ -78,9 +79,14 @@ def accumulate_gradients(
         state["grad2d_abs"] += torch.where(visible, abs_norms, zero).sum(dim=0)
 
 
-def _scaled_norm(grad: Tensor, sx: float, sy: float) -> Tensor:  # [..., 2] -> [...]
-    """Norm of ``grad`` with its x and y components scaled by ``sx`` and ``sy`` (values as ``(grad * [sx, sy]).norm``)."""
-    return torch.stack((grad[..., 0] * sx, grad[..., 1] * sy), dim=-1).norm(dim=-1)
+@functools.lru_cache(maxsize=16)
+def _ndc_scale(sx: float, sy: float, device: torch.device) -> Tensor:  # [2]
+    """``[sx, sy]`` on ``device``, made once per image size by two fills: ``torch.tensor([sx, sy], device=...)`` or
+    ``scale[1] = sy`` would copy a host tensor to the device, which waits for the GPU. Two kernels (multiply, norm)
+    then scale and measure a gradient, where scaling x and y apart took four."""
+    scale = torch.full((2,), sx, dtype=torch.float32, device=device)
+    scale[1:].fill_(sy)  # fill_ takes the value as a kernel argument
+    return scale
 
 
 __all__ = ["accumulate_gradients"]

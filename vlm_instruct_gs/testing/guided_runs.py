@@ -7,10 +7,10 @@ from __future__ import annotations
 import random
 
 import torch
-from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes
 from nerfstudio.engine.optimizers import Optimizers
 
+from splat_core.data.datamanager import SplatDatamanagerConfig
 from splat_core.data.scene_dataparser import SceneDataParserConfig
 from splat_core.strategy import FastGSStrategy
 from vlm_instruct_gs.guidance.guidance_controller import GuidanceConfig
@@ -57,7 +57,7 @@ def guided_pipeline(scene, source="none", strategy=None, vlm=None, test_mode="va
     guidance = {"schedule": SCHEDULE, "detail_views": 2, "subject_views": 2, "artifacts_views": 2,
                 "asynchronous": False, "apply_delay": 1, **guidance}
     config = VLMFastGSPipelineConfig(
-        datamanager=FullImageDatamanagerConfig(
+        datamanager=SplatDatamanagerConfig(
             dataparser=SceneDataParserConfig(data=scene, num_random_points=60), cache_images_type="uint8"
         ),
         model=VLMFastGSModelConfig(num_downscales=0, fastgs=strategy),
