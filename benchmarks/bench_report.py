@@ -181,9 +181,11 @@ def guidance_table(results: List[Dict]) -> List[str]:
                        f"{p['source_s']:.1f} | {p['densify_gaussians']:,} | {p['prune_gaussians']:,} |")
         overhead = (f"; wall time {100 * (r['train_wall_s'] / base['train_wall_s'] - 1):+.1f}% against unguided "
                     "vlm-fastgs" if base else "")
+        waited = (f" ({g['main_thread_wait_s']:.1f} s of it waiting for the source)"
+                  if "main_thread_wait_s" in g else "")  # records before it was measured lack it
         notes.append(f"- {r['method']} (seed {r.get('seed', '?')}): source busy {g['worker_busy_s']:.1f} s on the "
                      f"worker thread; training thread {g['main_thread_snapshot_s']:.1f} s snapshotting + "
-                     f"{g['main_thread_apply_s']:.1f} s applying; {g['dropped_queries']} queries dropped{overhead}")
+                     f"{g['main_thread_apply_s']:.1f} s applying{waited}; {g['dropped_queries']} queries dropped{overhead}")
     return [*out, "", *notes]
 
 

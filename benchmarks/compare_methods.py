@@ -255,7 +255,8 @@ def guidance_summary(pipeline) -> Optional[Dict]:
 
     Per phase: queries applied, boxes returned, source seconds (worker-thread time of the VLM / image-evidence call),
     Gaussians given densify / prune guidance; overall: the worker's busy time, the training thread's time spent
-    snapshotting views and mapping answers onto Gaussians, and queries dropped because the source fell behind.
+    snapshotting views and applying answers (of which waiting for the source), and queries dropped because the source
+    fell behind.
     """
     controller = getattr(pipeline, "guidance", None)
     if controller is None:
@@ -276,6 +277,7 @@ def guidance_summary(pipeline) -> Optional[Dict]:
         "worker_busy_s": controller.worker.busy_seconds,
         "main_thread_snapshot_s": controller.snapshot_seconds,
         "main_thread_apply_s": controller.apply_seconds,
+        "main_thread_wait_s": controller.wait_seconds,
         "dropped_queries": controller.worker.dropped,
     }
 

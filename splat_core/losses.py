@@ -12,6 +12,7 @@ The graphs run the same kernels on the same values, so the loss and its gradient
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, Tuple
 
 import torch
@@ -85,7 +86,12 @@ class PhotometricLoss:
         """A graphed loss for ``pred``'s size, or the eager one (with a log line) if capture fails."""
         samples = (pred.detach().clone().requires_grad_(True), gt.detach().clone())
         try:
-            return torch.cuda.make_graphed_callables(self._eager, samples)
+            with warnings.catch_warnings():
+                # torch warns that the sample input's AccumulateGrad node was made on the warm-up stream and is used
+                # again on the capture stream; both are make_graphed_callables' own side streams, and the sample is
+                # never trained (seen once per process on the H200 with torch 2.11)
+                warnings.filterwarnings("ignore", message="The AccumulateGrad node's stream does not match")
+                return torch.cuda.make_graphed_callables(self._eager, samples)
         except RuntimeError as err:  # e.g. a kernel that cannot be captured on this GPU or torch build
             CONSOLE.log(f"[yellow]training loss runs without CUDA graphs at {tuple(pred.shape)} "
                         f"({type(err).__name__}: {str(err).splitlines()[0]})")

@@ -94,6 +94,10 @@ def test_guidance_table_reports_phases_and_overhead():
     lines = _script().guidance_table([other_seed, base, guided])
     assert "| vlm-fastgs+vlm | 7 | detail | 15 | 7 | 30.0 | 1,200 | 0 |" in lines
     assert any("+15.0% against unguided" in line and "1 queries dropped" in line for line in lines)  # same seed
+    assert not any("waiting for the source" in line for line in lines)  # an older record: no wait measured
+    guided["guidance"]["main_thread_wait_s"] = 1.25
+    assert any("2.0 s applying (1.2 s of it waiting for the source);" in line
+               for line in _script().guidance_table([base, guided]))
 
 
 def _run(method, seed, final, curve, gaussians=1000, wall=100.0):

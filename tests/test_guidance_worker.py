@@ -172,6 +172,7 @@ def test_deterministic_mode_applies_at_a_fixed_step_after_the_query_waiting_for_
     guidance = ctrl.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu"))
     assert time.perf_counter() - start >= 0.25  # training waited for the late answer
     assert guidance is not None and [(a["step"], a["query_step"]) for a in ctrl.applied] == [(8, 2)]
+    assert 0.25 <= ctrl.wait_seconds <= ctrl.apply_seconds  # the wait is told apart from the mapping
     # an answer that is ready early is held back until its step too
     fast = _controller(_FixedSource(), asynchronous=True, apply_delay=5)
     fast.after_step(2, scene.render, scene.cameras, scene.images, strategy)
@@ -179,6 +180,7 @@ def test_deterministic_mode_applies_at_a_fixed_step_after_the_query_waiting_for_
     assert fast.guidance_for_step(4, strategy, scene.render, scene.n, torch.device("cpu")) is None
     assert fast.guidance_for_step(8, strategy, scene.render, scene.n, torch.device("cpu")) is not None
     assert fast.check_schedule(strategy, 8) == {"detail": [2]} and fast.check_schedule(strategy, 9) == {}  # 4 < 2 + 5
+    assert fast.wait_seconds < 0.25 and fast.state_dict()["wait_seconds"] == fast.wait_seconds
     ctrl.close()
     fast.close()
 
@@ -273,3 +275,16 @@ def test_viewer_verdict_stays_short_and_the_console_line_keeps_the_detail():
                                    f"prune {n_prune} GSs")
     record.update(error="RuntimeError: boom")
     assert short_verdict(record) == "artifacts@14999 failed" and "error RuntimeError: boom" in verdict(record)
+
+
+def test_overlay_strips_are_shrunk_before_tensorboard_encodes_them():
+    """A strip of four 953x535 views goes to TensorBoard 240 px tall, area-averaged; a small one as it is."""
+    from vlm_instruct_gs.guidance.records import OVERLAY_HEIGHT, shrink_to_height
+
+    strip = torch.zeros(535, 4 * 953, 3)
+    strip[:, : 2 * 953] = 1.0  # left half white
+    small = shrink_to_height(strip)
+    assert small.shape == (OVERLAY_HEIGHT, 4 * 953 * OVERLAY_HEIGHT // 535, 3) == (240, 1710, 3)
+    assert float(small.mean()) == pytest.approx(0.5, abs=2e-3) and float(small[:, :800].min()) == 1.0
+    tiny = torch.rand(12, 64, 3)
+    assert shrink_to_height(tiny) is tiny

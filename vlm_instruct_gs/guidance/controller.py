@@ -92,6 +92,9 @@ class GuidanceController:
         """Main-thread time spent rendering and copying query views, in seconds."""
         self.apply_seconds = 0.0
         """Main-thread time spent collecting and mapping results, in seconds (includes waits)."""
+        self.wait_seconds = 0.0
+        """The part of :attr:`apply_seconds` spent waiting for the source's answers (deterministic mode's wait for a
+        late source, or ``wait_for_results``), in seconds."""
         check_prompts(config, source)
 
     # ------------------------------------------------------------------ set-up
@@ -164,8 +167,10 @@ class GuidanceController:
             return None
         start = time.perf_counter()
         spawn = spawn_settings(self.config, self.seed, step) if strategy.is_refine_step(step) else None
-        out, applied = guidance_from_results(self._collect(step), render, self.config, self.source, num_gaussians,
-                                             device, spawn, train_views)
+        results = self._collect(step)
+        self.wait_seconds += time.perf_counter() - start
+        out, applied = guidance_from_results(results, render, self.config, self.source, num_gaussians, device, spawn,
+                                             train_views)
         for result, densify, prune, spawned in applied:
             self._report(step, result, densify, prune, strategy.guidance_prune_thresh, spawned)
         self.apply_seconds += time.perf_counter() - start
@@ -229,6 +234,7 @@ class GuidanceController:
             "applied": copy.deepcopy(self.applied),
             "snapshot_seconds": self.snapshot_seconds,
             "apply_seconds": self.apply_seconds,
+            "wait_seconds": self.wait_seconds,
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -247,6 +253,7 @@ class GuidanceController:
         self.applied = copy.deepcopy(list(state["applied"]))
         self.snapshot_seconds = float(state["snapshot_seconds"])
         self.apply_seconds = float(state["apply_seconds"])
+        self.wait_seconds = float(state.get("wait_seconds", 0.0))  # checkpoints before it was recorded have none
         if self.last_answer is not None and self.applied:
             self.last_answer.value = records.short_verdict(self.applied[-1])
         if self.full_verdict is not None and self.applied:
