@@ -107,7 +107,9 @@ class GuidanceConfig(InstantiateConfig):
     write_files: bool = True
     """Write every query's image, prompt, answer, boxes and masks under <run>/guidance."""
     log_images: bool = True
-    """Log the applied regions over the queried image to TensorBoard (writer.put_image)."""
+    """Log the applied regions over the queried image to TensorBoard (writer.put_image; strips shrunk to
+    :data:`~vlm_instruct_gs.guidance.records.OVERLAY_HEIGHT` pixels, since TensorBoard encodes them on the training
+    thread)."""
     seed: int = 0
     """Seed of the view choice, novel-view poses and spawn depths (combined with the step, and in deterministic mode
     with the run's seed, so a resumed run repeats them)."""
