@@ -15,11 +15,12 @@
 # deterministic (desk_vr_2x_phase_attribution, beer_can_4x_deterministic; sixth session, which also ran `profile`'s
 # first command (profile_sync_sites), `steering` on beer_can with STEER_METHODS="vlm-fastgs+boxes
 # vlm-fastgs@random_far_share=0.3" (beer_can_4x_steering) and `splatfacto-seeds` on beer_can (beer_can_4x_splatfacto));
-# lean-step (desk_vr_2x_lean_step; seventh session, whose calls ran its commands one call at a time). Stages that may
-# outlast a call run under `bounded`: eval points measured before a cut stay in OUT/<record>/partial/. The scene is
-# $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from ../shared/data/desk_vr). Run folders go to .runs/
-# (git-ignored), so the fmgs stage reuses the unguided stage's checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a
-# few packed guidance records), ready to copy under docs/benchmarks.
+# lean-step-profile | lean-step (desk_vr_2x_lean_step; seventh session, whose calls ran these commands one at a
+# time). Stages that may outlast a call run under `bounded`: eval points measured before a cut stay in
+# OUT/<record>/partial/. The scene is $SCENE (default .scenes/desk_vr: images_2/ + sparse/0 copied from
+# ../shared/data/desk_vr). Run folders go to .runs/ (git-ignored), so the fmgs stage reuses the unguided stage's
+# checkpoint when both run on the same machine. Results land in OUT (JSON, Markdown and a few packed guidance
+# records), ready to copy under docs/benchmarks.
 set -euo pipefail
 stage=$1
 out=$2
@@ -166,15 +167,17 @@ case $stage in
       bounded "$(left 15)" python benchmarks/profile_step.py --data "$scene" --downscale $ds --method vlm-fastgs \
         --start 3000 --steps 300 --profile-steps 50 --label "vlm-fastgs-${ds}x" --out "$out/profile_scale"
     done ;;
-  lean-step)  # docs/benchmarks/desk_vr_2x_lean_step (seventh session): the step alone, after / before alternated at
-    # 3k (before: $BEFORE_SRC, a folder holding an older commit's splat_core, vlm_instruct_gs and fmgs_field, e.g.
-    # `git archive 7299703 splat_core vlm_instruct_gs fmgs_field | tar -x -C gpu_before`; skipped when unset), then
-    # unguided and image-evidence, 3 seeds each, six at once
-    for run in after_3k_a before_3k_a after_3k_b before_3k_b; do
+  lean-step-profile)  # docs/benchmarks/desk_vr_2x_lean_step (seventh session): the step alone, after / before
+    # alternated at 3k, then at 8k (before: $BEFORE_SRC, a folder holding an older commit's splat_core, vlm_instruct_gs
+    # and fmgs_field, e.g. `git archive 7299703 splat_core vlm_instruct_gs fmgs_field | tar -x -C gpu_before`; skipped
+    # when unset); about 7 minutes, a call of its own
+    for run in after_3k_a before_3k_a after_3k_b before_3k_b after_8k before_8k; do
       case $run in before*) [ -n "${BEFORE_SRC:-}" ] || continue; pp=$BEFORE_SRC:${PYTHONPATH:-} ;; *) pp=${PYTHONPATH:-} ;; esac
-      PYTHONPATH=$pp bounded "$(left 400)" python benchmarks/profile_step.py --data "$scene" --downscale 2 \
-        --method vlm-fastgs --start 3000 --steps 1000 --profile-steps 30 --label "$run" --out "$out/profile"
-    done
+      start=${run#*_}; start=${start%%k*}000  # after_3k_a -> 3000, before_8k -> 8000
+      PYTHONPATH=$pp bounded "$(left 15)" python benchmarks/profile_step.py --data "$scene" --downscale 2 \
+        --method vlm-fastgs --start "$start" --steps 1000 --profile-steps 30 --label "$run" --out "$out/profile"
+    done ;;
+  lean-step)  # its training batch: unguided and image-evidence, 3 seeds each, six at once (about 6 minutes)
     bounded "$(left 30)" env OMP_NUM_THREADS=1 python benchmarks/compare_methods.py --data "$scene" --downscale 2 \
       --iterations 20000 --num-random 100 --reference vlm-fastgs --out "$out/desk_vr_2x_lean_step" \
       --runs-dir .runs/lean_step "${eval_steps[@]}" --seeds 42 7 123 --jobs 6 \
@@ -184,6 +187,6 @@ case $stage in
       --profile-steps 100 --sync-steps 100 --out "$out/profile_after"  # sync_sites: who makes the host wait
     python benchmarks/profile_step.py --data "$scene" --downscale 2 --method vlm-fastgs --start 3000 --steps 300 \
       --profile-steps 50 --baseline step ssim adam --out "$out/profile_ablation" ;;
-  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | far-init | speed | steering | phase-attribution | deterministic | lean-step)" >&2; exit 2 ;;
+  *) echo "error: unknown stage $stage (masks | unguided | image-evidence | vlm | splatfacto | fmgs | seeds | sweep | profile | early-window | early-window-sweep | beer-can | splatfacto-seeds | near-camera | far-init | speed | steering | phase-attribution | deterministic | lean-step-profile | lean-step)" >&2; exit 2 ;;
 esac
 if [ -n "${RETURN_DIR:-}" ]; then pack_record "$out" "$RETURN_DIR"; fi
