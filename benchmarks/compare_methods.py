@@ -215,6 +215,7 @@ def read_curves(run_dir: Path) -> Dict[str, List[List[float]]]:
     acc.Reload()
     tags = acc.Tags()["scalars"]
     wanted = {"loss": "Train Loss", "gaussians": "Train Metrics Dict/gaussian_count"}
+
     def value(key: str, v: float) -> float:
         return float(f"{v:.5g}") if key == "loss" else v
 

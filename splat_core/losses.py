@@ -13,7 +13,7 @@ The graphs run the same kernels on the same values, so the loss and its gradient
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -79,11 +79,14 @@ class PhotometricLoss:
         if graphed is None:
             if len(self._graphs) >= MAX_GRAPHS:
                 return self._eager(pred, gt)
-            graphed = self._graphs[key] = self._capture(pred, gt)
+            graphed = self._capture(pred, gt)
+            if graphed is None:
+                return self._eager(pred, gt)
+            self._graphs[key] = graphed
         return graphed(pred, gt)
 
-    def _capture(self, pred: Tensor, gt: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        """A graphed loss for ``pred``'s size, or the eager one (with a log line) if capture fails."""
+    def _capture(self, pred: Tensor, gt: Tensor) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
+        """A graphed loss for ``pred``'s size, or None (with a log line, and no more captures) if capture fails."""
         samples = (pred.detach().clone().requires_grad_(True), gt.detach().clone())
         try:
             with warnings.catch_warnings():
@@ -96,16 +99,12 @@ class PhotometricLoss:
             CONSOLE.log(f"[yellow]training loss runs without CUDA graphs at {tuple(pred.shape)} "
                         f"({type(err).__name__}: {str(err).splitlines()[0]})")
             self.cuda_graphs = False
-            return self._eager
+            return None
 
     @property
     def captured_sizes(self) -> list:
         """The ``(H, W, 3)`` image sizes that have a captured graph (for benchmark records)."""
-        return [list(shape) for (shape, _), graphed in self._graphs.items() if graphed != self._eager]
-
-    def clear(self) -> None:
-        """Drop the captured graphs (and their buffers)."""
-        self._graphs.clear()
+        return [list(shape) for shape, _ in self._graphs]
 
 
 __all__ = ["MAX_GRAPHS", "PhotometricLoss", "photometric_loss"]

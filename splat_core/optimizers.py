@@ -41,24 +41,24 @@ class KeepFusedAdam(torch.optim.Adam):
                     state["step"] = state["step"].to(device=device, dtype=torch.float32)
 
 
-def _fast_path_groups(optimizer: torch.optim.Optimizer) -> Optional[List[dict]]:
-    """The param groups of ``optimizer`` if :func:`step_fused_adams` can step it exactly as ``optimizer.step()``
-    would, else None: a torch ``Adam`` with every group fused, float learning rate, no AMSGrad, not differentiable or
+def _steps_like_torch(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether :func:`step_fused_adams` can step ``optimizer`` exactly as ``optimizer.step()`` would: a torch ``Adam``
+    with every group fused on one device and dtype, float learning rate, no AMSGrad, not differentiable or
     capturable, no step hooks, and Adam state already made for every parameter that has a gradient (the first step
     makes it, through ``optimizer.step()``)."""
-    if not isinstance(optimizer, torch.optim.Adam) or optimizer._optimizer_step_pre_hooks \
-            or optimizer._optimizer_step_post_hooks or torch_optimizer._global_optimizer_pre_hooks \
-            or torch_optimizer._global_optimizer_post_hooks:
-        return None
+    hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks,
+             torch_optimizer._global_optimizer_pre_hooks, torch_optimizer._global_optimizer_post_hooks)
+    if not isinstance(optimizer, torch.optim.Adam) or any(hooks):
+        return False
     for group in optimizer.param_groups:
-        kinds = {(p.device, p.dtype) for p in group["params"]}
-        if len(kinds) > 1 or not group.get("fused") or group["amsgrad"] or group.get("differentiable") or group.get("capturable") \
-                or group.get("decoupled_weight_decay") or torch.is_tensor(group["lr"]):
-            return None
+        flags = ("amsgrad", "differentiable", "capturable", "decoupled_weight_decay")
+        if len({(p.device, p.dtype) for p in group["params"]}) > 1 or not group.get("fused") \
+                or any(group.get(flag) for flag in flags) or torch.is_tensor(group["lr"]):
+            return False
         for p in group["params"]:
             if p.grad is not None and ("step" not in optimizer.state.get(p, {}) or p.grad.is_sparse):
-                return None
-    return optimizer.param_groups
+                return False
+    return True
 
 
 def step_fused_adams(optimizers: Sequence[torch.optim.Optimizer]) -> List[torch.optim.Optimizer]:
@@ -66,7 +66,7 @@ def step_fused_adams(optimizers: Sequence[torch.optim.Optimizer]) -> List[torch.
 
     The update is ``torch._fused_adam_``, the op ``torch.optim.Adam(fused=True).step()`` calls (``_fused_adam`` in
     torch/optim/adam.py), on the same state tensors with the same arguments, so values, Adam state and checkpoints
-    are identical to ``optimizer.step()`` (tests/test_optimizers.py compares them bit for bit). What it leaves out is
+    are identical to ``optimizer.step()`` (tests/test_fused_optimizer.py compares them bit for bit). What it leaves out is
     the wrapper: profiler ``record_function`` context, hook dispatch and per-group tensor grouping, about 0.1 ms of host
     time per optimizer, with six optimizers (one per Gaussian parameter key) over a millisecond of a 9.6 ms GPU step
     (``docs/benchmarks/profile_sync_sites/vlm-fastgs-2x.json``: ``Optimizer.step#KeepFusedAdam.step``). The step
@@ -76,18 +76,17 @@ def step_fused_adams(optimizers: Sequence[torch.optim.Optimizer]) -> List[torch.
         optimizers: Optimizers to step once each; parameters without a gradient are left alone, as torch does.
 
     Returns:
-        The optimizers this could not step exactly as torch would (see :func:`_fast_path_groups`: e.g. unfused,
+        The optimizers this could not step exactly as torch would (see :func:`_steps_like_torch`: e.g. unfused,
         AMSGrad, or before their first step); the caller steps those with ``optimizer.step()``.
     """
     rest: List[torch.optim.Optimizer] = []
     steps: Dict[torch.device, List[torch.Tensor]] = {}
     updates = []
     for optimizer in optimizers:
-        groups = _fast_path_groups(optimizer)
-        if groups is None:
+        if not _steps_like_torch(optimizer):
             rest.append(optimizer)
             continue
-        for group in groups:
+        for group in optimizer.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue

@@ -25,8 +25,8 @@ lean step) lives in one named place instead of being patched into nerfstudio. Wh
   outside the logging steps (the model's ``train_metrics_due``). Optimisers, gradient accumulation
   (``gradient_accumulation_steps``, e.g. ``{"features_rest": 16}`` for FastGS's sparse SH-rest schedule), grad scaler
   and schedulers behave as nerfstudio's; the fused Adams step through torch's fused kernel without
-  ``Optimizer.step``'s wrapper (:func:`splat_core.optimizers.step_fused_adams`, same values). Checkpoints keep nerfstudio's layout (``optimizers``: one
-  ``state_dict`` per key, see :mod:`splat_core.optimizers`).
+  ``Optimizer.step``'s wrapper (:func:`splat_core.optimizers.step_fused_adams`, same values). Checkpoints keep
+  nerfstudio's layout (``optimizers``: one ``state_dict`` per key, see :mod:`splat_core.optimizers`).
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ class FiniteMonitor:
             total = torch.stack(torch._foreach_norm(tensors)).sum().float()
             if self._first is None:
                 self._first = torch.full((2,), -1, dtype=torch.long, device=total.device)
-            values = total.expand(2) if loss is None else torch.stack((loss.reshape(()).to(total), total))
+            loss_value = total.new_zeros(()) if loss is None else loss.reshape(()).to(total)  # no loss: finite
+            values = torch.stack((loss_value, total))
             self._first = torch.where(torch.isfinite(values) | (self._first >= 0), self._first, step)
 
     def first_non_finite(self) -> Optional[tuple]:

@@ -46,6 +46,9 @@ def test_monitor_records_the_first_non_finite_step():
     both = FiniteMonitor()
     both.observe(2, torch.tensor(math.nan), {"means": [torch.full((2, 3), math.nan)]})
     assert both.first_non_finite() == (2, ["loss", "means"])
+    no_loss = FiniteMonitor()  # the out-of-view check observes without a loss: only the parameters are named
+    no_loss.observe(3, None, {"means": [torch.full((2, 3), math.nan)]})
+    assert no_loss.first_non_finite() == (3, ["means"])
 
 
 def test_diverged_run_stops_and_keeps_the_last_good_checkpoint(scene, tmp_path):

@@ -58,7 +58,8 @@ class FMGSDataManagerConfig(SplatDatamanagerConfig):
 
 
 class FMGSDataManager(SplatDatamanager):
-    """The shared full-image datamanager (:class:`splat_core.data.datamanager.SplatDatamanager`) whose training and eval batches carry the image's teacher maps (see the module).
+    """The shared full-image datamanager (:class:`splat_core.data.datamanager.SplatDatamanager`) whose training and
+    eval batches carry the image's teacher maps (see the module).
 
     Args:
         config (FMGSDataManagerConfig): Datamanager and teacher settings.

@@ -21,7 +21,8 @@ def accumulate_gradients(
 
     Runs every training step, so it launches only device work that needs no host synchronisation: visibility is a
     dense [C, N] mask summed over cameras (not ``torch.where``/boolean indexing, which call ``nonzero`` and wait for
-    the GPU), and the NDC scale is a device tensor made once per image size (:func:`_ndc_scale`). Culled Gaussians add exactly 0, even where their gradient is NaN.
+    the GPU), and the NDC scale is a device tensor made once per image size (:func:`_ndc_scale`). Culled Gaussians
+    add exactly 0, even where their gradient is NaN.
 
     Args:
         state: The strategy state; ``grad2d``, ``count`` and (with ``absgrad``) ``grad2d_abs`` [N] float32 are
